@@ -1,0 +1,174 @@
+"""The run config: YAML validated by pydantic, strict, with `--set dotted.key=value` overrides.
+
+Relative `data.path` values are resolved against the config file's folder, so a config
+works from any working directory; `output.dir` and the default MLflow store are relative
+to the working directory, where the user runs synthpipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from generators.base import validate_params
+from generators.errors import ConfigError
+from generators.registry import generator_class
+from generators.schema import Kind
+
+DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DataConfig(Strict):
+    path: str = Field(description="file or glob; relative paths are against the config's folder")
+    format: DataFormat | None = Field(None, description="inferred from the suffix when absent")
+    modality: Literal["table"] = "table"
+    columns: list[str] | None = Field(None, description="column names for header-less files")
+    header: bool | None = Field(None, description="does the CSV's first row name the columns? default: detect")
+    encoding: str = "utf-8"
+    separator: str = ","
+    na_values: list[str] = Field(default_factory=list, description="extra strings read as missing")
+    target: str | None = Field(None, description="label column; the holdout split is stratified on it")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    column_kinds: dict[str, Kind] = Field(
+        default_factory=dict, alias="schema", description="override inferred kinds: column -> kind"
+    )
+    drop: list[str] = Field(default_factory=list, description="columns to leave out entirely")
+
+
+class GeneratorConfig(Strict):
+    name: str = "gaussian_copula"
+    params: dict[str, Any] = Field(default_factory=dict)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class SampleConfig(Strict):
+    rows: int | None = Field(None, gt=0, description="default: as many rows as the training set")
+    seed: int | None = Field(None, description="default: the run's seed")
+
+
+class OutputConfig(Strict):
+    dir: str = "outputs"
+
+
+class TrackingConfig(Strict):
+    uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    experiment: str = "synthpipe"
+    register_model: bool = True
+
+
+class RunConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    seed: int = 0
+    data: DataConfig
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _check_generator(self) -> RunConfig:
+        cls = generator_class(self.generator.name)
+        validate_params(cls.Params, self.generator.params, "generator.params")
+        if cls.modality != self.data.modality:
+            raise ConfigError(
+                f"generator.name: '{cls.name}' generates {cls.modality} data but "
+                f"data.modality is '{self.data.modality}'"
+            )
+        return self
+
+    @property
+    def sample_seed(self) -> int:
+        return self.seed if self.sample.seed is None else self.sample.seed
+
+    def digest(self) -> str:
+        """A short hash of the validated config, stored in the output's metadata."""
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def flat(self) -> dict[str, str]:
+        """The config as dotted keys, for MLflow params."""
+        return _flatten(self.model_dump(mode="json", by_alias=True))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict) and value:
+        out: dict[str, str] = {}
+        for key, inner in value.items():
+            out.update(_flatten(inner, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(value) if not isinstance(value, str) else value}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply `KEY=VALUE` overrides, validate, resolve `data.path`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config ({error})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for override in overrides or []:
+        apply_override(raw, override)
+    config = parse_config(raw, source=str(path))
+    data_path = Path(config.data.path).expanduser()
+    if not data_path.is_absolute():
+        config.data.path = str((path.parent / data_path).resolve())
+    return config
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, lists...)."""
+    key, sep, text = override.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key):
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE with a dotted key, e.g. sample.rows=1000")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {override!r}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_config(raw: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe_errors(error)}") from None
+
+
+def _describe_errors(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key; remove it or check its spelling")
+        elif item["type"] == "missing":
+            problems.append(f"{key}: required key is missing")
+        elif item["type"] == "value_error" and isinstance(item.get("ctx", {}).get("error"), ConfigError):
+            problems.append(str(item["ctx"]["error"]))
+        else:
+            found = item.get("input")
+            shown = repr(found) if not isinstance(found, dict) else "a mapping"
+            problems.append(f"{key}: {item['msg']} (got {shown[:60]})")
+    return "; ".join(problems)

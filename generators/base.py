@@ -1,0 +1,208 @@
+"""The one interface every generator implements, and the machinery they share.
+
+Subclasses set `name`, `modality` and a pydantic `Params` model, and implement the private
+`_fit`, `_sample`, `_save` and `_load` on a frame that holds only the columns they model.
+The public methods validate input, seed every RNG, strip identifier columns before the
+model sees them (ids are re-issued fresh at sampling, so no real identifier is ever
+released), and `conform` the output to the input's schema.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from generators.errors import ConfigError, DataError, NotFittedError
+from generators.schema import Schema
+
+Device = Literal["auto", "cpu", "cuda"]
+# Large samples are drawn in shards of this many rows, each with its own derived seed, so
+# memory stays bounded and the output for a given (n, seed) never depends on the machine.
+SAMPLE_SHARD_ROWS = 100_000
+GENERATOR_FILE = "generator.json"
+SCHEMA_FILE = "schema.json"
+
+
+class Params(BaseModel):
+    """Base for a generator's hyperparameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def resolve_device(device: Device) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; asking for CUDA without one is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "generator.device: 'cuda' was requested but torch sees no CUDA device; "
+            "use 'auto' or 'cpu', or install a CUDA build of torch (see README)"
+        )
+    return device
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's global RNGs, restoring their state afterwards."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    torch_state = torch.random.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.random.set_rng_state(torch_state)
+
+
+def validate_params(params_model: type[Params], params: dict[str, Any], where: str) -> Params:
+    """Validate a generator's params, turning pydantic errors into one ConfigError line."""
+    try:
+        return params_model(**params)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            if item["type"] == "extra_forbidden":
+                known = ", ".join(params_model.model_fields)
+                problems.append(f"{where}.{key}: unknown parameter; known: {known}")
+            else:
+                problems.append(f"{where}.{key}: {item['msg']} (got {item.get('input')!r:.60})")
+        raise ConfigError("; ".join(problems)) from None
+
+
+class Generator(ABC):
+    """A generative model of one modality, fitted on a table and sampled as a table."""
+
+    name: ClassVar[str]
+    modality: ClassVar[str] = "table"
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, device: Device = "auto", **params: Any) -> None:
+        self.device = device
+        self.params = validate_params(self.Params, params, f"generator.params ({self.name})")
+        self.schema_: Schema | None = None
+        # Per-epoch training losses, e.g. [{"generator": 1.2, "discriminator": 0.3}, ...];
+        # empty for models that do not train by epochs.
+        self.losses_: list[dict[str, float]] = []
+
+    # -- public API ----------------------------------------------------------------------
+    def fit(self, data: pd.DataFrame, schema: Schema, *, seed: int = 0) -> Self:
+        """Fit on `data` (rows x the schema's columns, nullable dtypes). Returns self."""
+        if len(data) == 0:
+            raise DataError("cannot fit a generator on an empty table")
+        missing = [name for name in schema.names if name not in data.columns]
+        if missing:
+            raise DataError(f"training data lacks the schema's columns {missing}")
+        text = schema.names_of("text")
+        if text and self.modality == "table":
+            raise DataError(
+                f"column(s) {text} hold free text, which table generators would copy verbatim; "
+                "drop them (data.drop), or set data.schema.<column>: categorical to model them as "
+                "categories"
+            )
+        self.schema_ = schema
+        self._id_starts = {name: _id_start(data[name]) for name in schema.names_of("id")}
+        modelled = self.modelled_columns
+        if not modelled:
+            raise DataError("every column is an identifier; there is nothing to model")
+        self.losses_ = []
+        with seeded(seed):
+            self._fit(data[modelled].reset_index(drop=True))
+        return self
+
+    def sample(self, n: int, *, seed: int) -> pd.DataFrame:
+        """Draw `n` rows with the fitted schema's columns, order and dtypes."""
+        if self.schema_ is None:
+            raise NotFittedError(f"{self.name}: call fit() before sample()")
+        if not isinstance(n, int | np.integer) or n <= 0:
+            raise DataError(f"sample.rows must be a positive integer, got {n!r}")
+        shards = []
+        for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
+            rows = min(SAMPLE_SHARD_ROWS, n - start)
+            with seeded(seed + 1_000_003 * index):
+                shards.append(self._sample(rows).reset_index(drop=True))
+        frame = pd.concat(shards, ignore_index=True)
+        for name, id_start in self._id_starts.items():
+            frame[name] = _fresh_ids(id_start, n, self.schema_[name].dtype)
+        return self.schema_.conform(frame)
+
+    def save(self, path: Path) -> None:
+        """Write the generator to folder `path`: parameters, schema and model state."""
+        if self.schema_ is None:
+            raise NotFittedError(f"{self.name}: call fit() before save()")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "name": self.name,
+            "modality": self.modality,
+            "device": self.device,
+            "params": self.params.model_dump(mode="json"),
+            "id_starts": self._id_starts,
+            "losses": self.losses_,
+        }
+        (path / GENERATOR_FILE).write_text(json.dumps(meta, indent=2))
+        self.schema_.save(path / SCHEMA_FILE)
+        self._save(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Read a generator written by `save`."""
+        path = Path(path)
+        meta = json.loads((path / GENERATOR_FILE).read_text())
+        if meta["name"] != cls.name:
+            raise DataError(f"{path} holds a '{meta['name']}' generator, not '{cls.name}'")
+        generator = cls(device=meta["device"], **meta["params"])
+        generator.schema_ = Schema.load(path / SCHEMA_FILE)
+        generator._id_starts = meta["id_starts"]
+        generator.losses_ = meta["losses"]
+        generator._load(path)
+        return generator
+
+    @property
+    def modelled_columns(self) -> list[str]:
+        """The schema's columns the model itself learns (identifiers are re-issued, not learned)."""
+        assert self.schema_ is not None
+        return [c.name for c in self.schema_.columns if c.kind != "id"]
+
+    # -- what each model implements ------------------------------------------------------
+    @abstractmethod
+    def _fit(self, data: pd.DataFrame) -> None:
+        """Learn from `data` (only `modelled_columns`, nullable dtypes); RNGs are seeded."""
+
+    @abstractmethod
+    def _sample(self, n: int) -> pd.DataFrame:
+        """Return `n` rows of `modelled_columns`, in any dtypes `Schema.conform` can cast."""
+
+    @abstractmethod
+    def _save(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def _load(self, path: Path) -> None: ...
+
+
+def _id_start(values: pd.Series) -> int:
+    """Fresh integer ids start past the largest real one, so no real id is ever re-issued."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and values.notna().any():
+        return int(values.max()) + 1
+    return 0
+
+
+def _fresh_ids(start: int, n: int, dtype: str) -> pd.Series:
+    numbers = np.arange(start, start + n)
+    if "int" in dtype.lower():
+        return pd.Series(numbers, dtype=dtype)
+    width = len(str(start + n))
+    return pd.Series([f"syn-{i:0{width}d}" for i in numbers], dtype=dtype)

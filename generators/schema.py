@@ -1,0 +1,309 @@
+"""The table contract: which kind each column is, and how to give any frame back its types.
+
+A `Schema` travels beside every table. It is inferred from the real data (the user may
+override any column's kind in the config), saved with the run and with every trained
+generator, and used to `conform` whatever a generator produces to the input's exact
+column order, pandas dtypes and Arrow types.
+
+Frames inside synthpipe use pandas' nullable dtypes (`Int64`, `Float64`, `boolean`,
+`string`, `datetime64[ns]`), so a missing value is always `pd.NA`/`NaT` and an int column
+with gaps stays an int column.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from generators.errors import DataError
+
+Kind = Literal["numeric", "categorical", "boolean", "datetime", "id", "text"]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+# A string column whose values average this many words or characters is free text,
+# not a category (a comment, an address); tabular generators refuse to copy it verbatim.
+TEXT_MIN_MEAN_WORDS = 5
+TEXT_MIN_MEAN_CHARS = 40
+# Unique-per-row columns with at least this many rows are identifiers, not categories.
+ID_MIN_ROWS = 20
+# A string column is parsed as datetimes when this share of its non-null values parse.
+DATETIME_MIN_PARSED_SHARE = 0.95
+_ID_NAME_HINTS = ("id", "uuid", "guid", "key")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, its kind, its pandas dtype and the range seen in the real data."""
+
+    name: str
+    kind: Kind
+    dtype: str  # pandas dtype name, e.g. "Int64", "Float64", "string", "boolean", "datetime64[ns]"
+    minimum: float | str | None = None  # numeric: number; datetime: ISO string
+    maximum: float | str | None = None
+    categories: tuple[str, ...] | None = None  # categorical: the values seen, sorted
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Columns in the input's order, plus the input's Arrow schema for writing Parquet back."""
+
+    columns: tuple[Column, ...]
+    arrow_schema: pa.Schema = field(compare=False, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def __getitem__(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def names_of(self, *kinds: str) -> list[str]:
+        return [c.name for c in self.columns if c.kind in kinds]
+
+    def to_dict(self) -> dict:
+        return {
+            "columns": [
+                {k: v for k, v in asdict(c).items() if v is not None} for c in self.columns
+            ],
+            "arrow_types": {f.name: str(f.type) for f in self.arrow_schema},
+            # The exact Arrow schema, so Parquet written later has the input's types.
+            "arrow_schema_ipc": base64.b64encode(self.arrow_schema.serialize().to_pybytes()).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Schema:
+        columns = []
+        for c in data["columns"]:
+            c = dict(c)
+            if "categories" in c:
+                c["categories"] = tuple(c["categories"])
+            columns.append(Column(**c))
+        buffer = pa.py_buffer(base64.b64decode(data["arrow_schema_ipc"]))
+        return cls(tuple(columns), pa.ipc.read_schema(buffer))
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Schema:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return `frame` with exactly this schema's columns, order and dtypes.
+
+        Integers are rounded and clipped to the range seen in the real data, categories
+        outside the seen set become missing, datetimes are parsed; any generator's output
+        goes through here, so every sample has the input's types.
+        """
+        missing = [name for name in self.names if name not in frame.columns]
+        if missing:
+            raise DataError(f"generator output lacks columns {missing}; expected {self.names}")
+        out = {}
+        for column in self.columns:
+            out[column.name] = _conform_column(frame[column.name], column)
+        return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+    def to_model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """This schema's columns in numpy dtypes, for libraries that predate pandas' nullable ones.
+
+        numeric -> float64 with NaN; boolean -> object True/False/NaN; datetime -> datetime64;
+        every other kind -> object strings with NaN (so a categorical of ints stays categories).
+        """
+        out = {}
+        for column in self.columns:
+            values = frame[column.name]
+            if column.kind == "numeric":
+                out[column.name] = values.astype("float64")
+            elif column.kind == "datetime":
+                out[column.name] = values
+            elif column.kind == "boolean":
+                out[column.name] = values.astype(object).where(values.notna(), np.nan)
+            else:
+                out[column.name] = values.astype("string").astype(object).where(values.notna(), np.nan)
+        return pd.DataFrame(out, index=frame.index)
+
+    def to_arrow(self, frame: pd.DataFrame) -> pa.Table:
+        """Convert a conformed frame to Arrow with the input's exact types."""
+        table = pa.Table.from_pandas(self.conform(frame), preserve_index=False)
+        return table.cast(self.arrow_schema.remove_metadata())
+
+
+def _conform_column(values: pd.Series, column: Column) -> pd.Series:
+    values = values.reset_index(drop=True)
+    if column.kind == "numeric":
+        numbers = pd.to_numeric(values, errors="coerce").astype("Float64")
+        if column.minimum is not None:
+            numbers = numbers.clip(column.minimum, column.maximum)
+        if column.is_integer:
+            numbers = numbers.round()
+        return numbers.astype(column.dtype)
+    if column.kind == "boolean":
+        return values.astype("boolean")
+    if column.kind == "datetime":
+        parsed = pd.to_datetime(values, errors="coerce")
+        if column.minimum is not None:
+            low, high = pd.Timestamp(column.minimum), pd.Timestamp(column.maximum)
+            parsed = parsed.clip(low, high)
+        return parsed.astype(column.dtype)
+    if column.kind == "categorical" and column.categories is not None:
+        strings = values.astype("string")
+        return strings.where(strings.isin(column.categories)).astype(column.dtype)
+    return values.astype(column.dtype)
+
+
+def normalize_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Move a frame to nullable dtypes: ints -> Int64, floats -> Float64, text -> string."""
+    out = frame.convert_dtypes(
+        infer_objects=True,
+        convert_string=True,
+        convert_integer=False,  # a float column of whole numbers stays a float column
+        convert_boolean=True,
+        convert_floating=False,
+    )
+    for name in out.columns:
+        dtype = out[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):  # e.g. Parquet dictionary columns
+            out[name] = out[name].astype(object).astype("string")
+        elif pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            out[name] = out[name].astype(str(dtype).capitalize().replace("Uint", "UInt"))
+        elif pd.api.types.is_float_dtype(dtype):
+            out[name] = out[name].astype("Float64")
+        elif isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+            continue
+    return out
+
+
+def parse_datetime_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Turn string columns whose values are nearly all dates or times into datetime columns."""
+    out = frame.copy()
+    for name in out.columns:
+        values = out[name]
+        if not pd.api.types.is_string_dtype(values.dtype):
+            continue
+        present = values.dropna()
+        if present.empty:
+            continue
+        probe = present.iloc[: min(len(present), 1000)].astype(str)
+        # Plain numbers ("2019", "17") also parse as dates; they are not datetimes.
+        if probe.str.fullmatch(r"[+-]?\d+(\.\d+)?").mean() > 0.5:
+            continue
+        parsed = _to_datetime(probe)
+        if parsed is None or parsed.notna().mean() < DATETIME_MIN_PARSED_SHARE:
+            continue
+        full = _to_datetime(values.astype(object).where(values.notna(), None))
+        if full is not None:
+            out[name] = full
+    return out
+
+
+def _to_datetime(values: pd.Series) -> pd.Series | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns when it guesses a format
+        for fmt in ("ISO8601", None):
+            try:
+                parsed = pd.to_datetime(values, errors="coerce", format=fmt)
+            except (ValueError, TypeError, OverflowError):
+                continue
+            if parsed.notna().mean() >= DATETIME_MIN_PARSED_SHARE * values.notna().mean():
+                if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+                    return parsed
+                return parsed.astype("datetime64[ns]")
+    return None
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    overrides: dict[str, Kind] | None = None,
+    arrow_schema: pa.Schema | None = None,
+) -> Schema:
+    """Infer each column's kind from a frame in nullable dtypes (see `normalize_dtypes`).
+
+    Rules, in order: bool dtype -> boolean; datetime dtype -> datetime; numbers -> numeric,
+    unless every value is distinct and the name looks like an identifier -> id; strings ->
+    text when long (>= 5 words or 40 characters on average) and mostly distinct, id when
+    every value is distinct, else categorical. `overrides` (column -> kind) wins.
+    """
+    overrides = dict(overrides or {})
+    unknown = [name for name in overrides if name not in frame.columns]
+    if unknown:
+        raise DataError(
+            f"data.schema names columns {unknown} that are not in the table; "
+            f"columns are {list(frame.columns)}"
+        )
+    if arrow_schema is None:
+        arrow_schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    arrow_schema = arrow_schema.remove_metadata()
+    columns = []
+    for name in frame.columns:
+        values = frame[name]
+        kind = overrides.get(name) or _infer_kind(name, values)
+        columns.append(_describe(name, kind, values))
+    return Schema(tuple(columns), arrow_schema)
+
+
+def _infer_kind(name: str, values: pd.Series) -> Kind:
+    dtype = values.dtype
+    present = values.dropna()
+    n_unique = present.nunique()
+    all_distinct = len(present) >= ID_MIN_ROWS and n_unique == len(present)
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(dtype):
+        looks_like_id = any(
+            part in _ID_NAME_HINTS for part in name.lower().replace("-", "_").split("_")
+        )
+        integer = pd.api.types.is_integer_dtype(dtype)
+        return "id" if all_distinct and integer and looks_like_id else "numeric"
+    strings = present.astype(str)
+    if len(strings):
+        mean_words = strings.str.split().str.len().mean()
+        mean_chars = strings.str.len().mean()
+        mostly_distinct = n_unique >= 0.5 * len(strings)
+        if mostly_distinct and (mean_words >= TEXT_MIN_MEAN_WORDS or mean_chars >= TEXT_MIN_MEAN_CHARS):
+            return "text"
+    return "id" if all_distinct else "categorical"
+
+
+def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
+    present = values.dropna()
+    if kind == "numeric":
+        if not pd.api.types.is_numeric_dtype(values.dtype):
+            raise DataError(
+                f"column '{name}' is declared numeric but holds {values.dtype} values "
+                f"such as {present.iloc[:3].tolist()}; fix data.schema.{name}"
+            )
+        low, high = (float(present.min()), float(present.max())) if len(present) else (None, None)
+        return Column(name, kind, str(values.dtype), low, high)
+    if kind == "datetime":
+        if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+            raise DataError(
+                f"column '{name}' is declared datetime but its values do not parse as dates "
+                f"(e.g. {present.iloc[:3].tolist()}); fix data.schema.{name}"
+            )
+        low, high = (present.min().isoformat(), present.max().isoformat()) if len(present) else (None, None)
+        return Column(name, kind, str(values.dtype), low, high)
+    if kind == "categorical":
+        categories = tuple(sorted(present.astype(str).unique()))
+        return Column(name, kind, str(values.dtype), categories=categories)
+    if kind == "boolean":
+        return Column(name, kind, "boolean")
+    return Column(name, kind, str(values.dtype))
+
+
