@@ -18,6 +18,8 @@ DEFAULTS = {
     # Tasks return DataFrames in-process; nothing needs persisting by Prefect.
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    # MLflow draws a download progress bar for every artifact it copies; noise in job logs.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -1,0 +1,127 @@
+"""`synthpipe`: run a config, sample a logged model, list generators.
+
+User errors end in one line on stderr (`error: ...`) and a non-zero exit; with `--json`
+the last line on stdout is one JSON object with the run's status, also on failure.
+Exit codes: 0 published, 1 failed, 3 quarantined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import flows  # noqa: F401  (sets the embedded, offline defaults before Prefect/MLflow load)
+from generators.errors import SynthpipeError
+
+EXIT_FAILED, EXIT_QUARANTINED = 1, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="synthpipe", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="train, sample, check and publish as one Prefect flow run")
+    run.add_argument("config", type=Path, help="YAML run config, e.g. configs/adult.yaml")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set sample.rows=1000 (repeatable)")
+    run.add_argument("--json", action="store_true", help="end with one JSON line describing the run")
+
+    sample = commands.add_parser("sample", help="sample rows from a logged generator model")
+    sample.add_argument("model_uri", help="e.g. models:/adult/1, models:/adult@published, runs:/<id>/generator")
+    sample.add_argument("--rows", type=int, required=True)
+    sample.add_argument("--output", type=Path, required=True, help="Parquet file to write")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+
+    commands.add_parser("generators", help="list the registered generators")
+
+    args = parser.parse_args(argv)
+    handlers = {"run": _run, "sample": _sample, "generators": _generators}
+    return handlers[args.command](args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.config import load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except SynthpipeError as error:
+        return _fail(error, args.json, generator=None)
+
+    from flows.synthesize import synthesize
+
+    state = synthesize(config, return_state=True)
+    if not state.is_completed():
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, BaseException) and not isinstance(error, SynthpipeError):
+            raise error  # a bug: keep its traceback
+        return _fail(error, args.json, generator=config.generator.name, modality=config.data.modality)
+    result = state.result()
+    _print_summary(result)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    return 0 if result.status == "published" else EXIT_QUARANTINED
+
+
+def _sample(args: argparse.Namespace) -> int:
+    try:
+        if args.rows <= 0:
+            raise SynthpipeError(f"--rows must be a positive integer, got {args.rows}")
+        import mlflow
+
+        from flows.tracking import tracking_uri
+        from generators.tables import write_parquet_atomic
+
+        mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
+        try:
+            model = mlflow.pyfunc.load_model(args.model_uri)
+        except mlflow.exceptions.MlflowException as error:
+            raise SynthpipeError(f"{args.model_uri}: cannot load model ({str(error).splitlines()[0]})") from None
+        generator = model.unwrap_python_model().generator
+        frame = generator.sample(args.rows, seed=args.seed)
+        metadata = {"synthpipe.model_uri": args.model_uri, "synthpipe.seed": str(args.seed),
+                    "synthpipe.generator": generator.name}
+        write_parquet_atomic(generator.schema_.to_arrow(frame), args.output, metadata)
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+    print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.output}")
+    return 0
+
+
+def _generators(args: argparse.Namespace) -> int:
+    from generators.registry import REGISTRY
+
+    for name, cls in sorted(REGISTRY.items()):
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<18} {cls.modality:<9} {summary}")
+    return 0
+
+
+def _print_summary(result) -> None:
+    lines = [
+        f"status:     {result.status}",
+        f"output:     {result.output}",
+        f"rows:       {result.rows}  generator: {result.generator}",
+        f"mlflow:     run {result.mlflow_run_id}, model {result.model_uri}",
+        f"prefect:    flow run {result.flow_run_id}",
+    ]
+    shown = ("fit_seconds", "sample_seconds", "rows_per_second", "fidelity.column_shapes",
+             "fidelity.column_shapes_holdout", "fidelity.column_pair_trends")
+    figures = ", ".join(f"{k}={result.metrics[k]:.3g}" for k in shown if k in result.metrics)
+    print("\n".join(lines + [f"metrics:    {figures}"]))
+
+
+def _fail(error: BaseException | object, as_json: bool, generator: str | None, modality: str = "table") -> int:
+    message = " ".join(str(error).split())
+    print(f"error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"status": "failed", "error": message, "output": None, "rows": 0,
+                          "generator": generator, "modality": modality, "metrics": {},
+                          "mlflow_run_id": None, "flow_run_id": None}))
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

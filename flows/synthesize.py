@@ -1,0 +1,267 @@
+"""The `synthesize` flow: one config in, a checked synthetic Parquet dataset out.
+
+    ingest -> split -> fit -> sample -> check -> publish -> track
+
+Each task is a thin call into `generators` or `validation`. Tasks pass tables and paths,
+never live models: `fit` saves the generator into the run's staging folder and `sample`
+loads it from there, so a retried or resumed task needs nothing from memory.
+
+Everything of a run is staged under `<output.dir>/<name>/.staging/<run_id>/` and moved to
+`<output.dir>/<name>/<run_id>/` in one rename once it is complete, so the published path
+holds a whole run or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows.config import DataConfig, RunConfig
+from flows.tracking import RunTracker
+from generators.errors import SynthpipeError
+from generators.registry import load_generator, make_generator
+from generators.schema import Schema, infer_schema
+from generators.tables import read_table, split_holdout, write_parquet_atomic
+from validation import Report
+from validation.fidelity import fidelity_report
+
+# Tasks take whole tables; Prefect's default cache policy would hash them on every call.
+SYNTHETIC_FILE = "synthetic.parquet"
+PREVIEW_ROWS = 20
+VERSIONED_PACKAGES = ["synthpipe", "pandas", "pyarrow", "torch", "sdv", "prefect", "mlflow"]
+
+
+class _NoTracebackForUserErrors(logging.Filter):
+    """Prefect logs every task failure with its traceback; a user error needs only its line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SynthpipeError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_name).addFilter(_NoTracebackForUserErrors())
+
+
+def _retry_on_io_error(task, task_run, state) -> bool:
+    """Retry reads and writes that failed for a transient reason, not for bad input."""
+    try:
+        state.result()
+    except SynthpipeError:
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@dataclass
+class RunResult:
+    """What a run reports: the CLI prints it, `--json` prints it as one object."""
+
+    status: str  # published | quarantined | failed
+    output: str | None
+    rows: int
+    generator: str
+    modality: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    flow_run_id: str | None = None
+    model_uri: str | None = None
+    registered_model: str | None = None
+    registered_version: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- tasks: each a thin call into the plain library -------------------------------------
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE)
+def ingest(data: DataConfig) -> tuple[pd.DataFrame, Schema]:
+    """Read the input table and infer its schema (kinds overridden by data.schema)."""
+    frame, arrow_schema = read_table(
+        data.path, format=data.format, columns=data.columns, header=data.header,
+        separator=data.separator, na_values=data.na_values, encoding=data.encoding,
+        drop=data.drop,
+    )
+    return frame, infer_schema(frame, data.column_kinds, arrow_schema)
+
+
+@task(cache_policy=NO_CACHE)
+def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/holdout split; the holdout never reaches the generator."""
+    return split_holdout(frame, config.data.holdout_fraction, config.seed, config.data.target)
+
+
+@task(cache_policy=NO_CACHE)
+def fit(train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path) -> Path:
+    """Fit the configured generator on the training rows and save it to `model_dir`."""
+    generator = make_generator(config.generator.name, config.generator.params, config.generator.device)
+    generator.fit(train, schema, seed=config.seed)
+    generator.save(model_dir)
+    return model_dir
+
+
+@task(cache_policy=NO_CACHE)
+def sample(model_dir: Path, rows: int, seed: int) -> pd.DataFrame:
+    """Draw `rows` synthetic rows from the saved generator."""
+    return load_generator(model_dir).sample(rows, seed=seed)
+
+
+@task(cache_policy=NO_CACHE)
+def check(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> list[Report]:
+    """Every check on the synthetic table; privacy and expectation suites join this list."""
+    return [fidelity_report(train, holdout, synthetic, schema)]
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE)
+def publish(
+    synthetic: pd.DataFrame, schema: Schema, staging_dir: Path, final_dir: Path, metadata: dict[str, str]
+) -> Path:
+    """Write the Parquet file into staging, then move the whole run folder into place."""
+    write_parquet_atomic(schema.to_arrow(synthetic), staging_dir / SYNTHETIC_FILE, metadata)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging_dir.rename(final_dir)
+    return final_dir / SYNTHETIC_FILE
+
+
+# -- the flow ----------------------------------------------------------------------------
+@flow(name="synthesize", log_prints=True)
+def synthesize(config: RunConfig) -> RunResult:
+    """Train config.generator on config.data, sample, check, publish Parquet, log to MLflow."""
+    started = time.perf_counter()
+    flow_run_id = flow_run.get_id()
+    tracker = RunTracker(
+        config.tracking.uri, config.tracking.experiment, config.name,
+        tags={"synthpipe.flow_run_id": str(flow_run_id), "synthpipe.generator": config.generator.name,
+              "synthpipe.config_hash": config.digest(), "synthpipe.modality": config.data.modality},
+    )
+    run_id = tracker.run_id
+    run_root = (Path(config.output.dir) / config.name).resolve()
+    staging_dir = run_root / ".staging" / run_id
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tracker.log_params(config.flat())
+        timings: dict[str, float] = {}
+
+        with _timed(timings, "ingest_seconds"):
+            frame, schema = ingest(config.data)
+            train, holdout = split(frame, config)
+        rows = config.sample.rows or len(train)
+        schema.save(staging_dir / "schema.json")
+        (staging_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False))
+        print(f"{len(frame)} rows x {frame.shape[1]} columns: {len(train)} train, {len(holdout)} holdout")
+
+        with _timed(timings, "fit_seconds"):
+            model_dir = fit(train, schema, config, staging_dir / "generator")
+        with _timed(timings, "sample_seconds"):
+            synthetic = sample(model_dir, rows, config.sample_seed)
+        timings["rows_per_second"] = rows / max(timings["sample_seconds"], 1e-9)
+
+        reports = check(train, holdout, synthetic, schema)
+        status = "published" if all(report.passed for report in reports) else "quarantined"
+        metrics = {**timings, "rows": float(rows), "train_rows": float(len(train)),
+                   "holdout_rows": float(len(holdout))}
+        for report in reports:
+            metrics.update({f"{report.name}.{key}": value for key, value in report.metrics.items()})
+            (staging_dir / f"{report.name}.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+        synthetic.head(PREVIEW_ROWS).to_csv(staging_dir / "preview.csv", index=False)
+
+        metadata = {
+            "synthpipe.run_id": run_id, "synthpipe.flow_run_id": str(flow_run_id),
+            "synthpipe.generator": config.generator.name, "synthpipe.seed": str(config.sample_seed),
+            "synthpipe.config_hash": config.digest(), "synthpipe.status": status,
+            "synthpipe.versions": json.dumps(_versions()),
+        }
+        output = publish(synthetic, schema, staging_dir, run_root / run_id, metadata)
+        run_dir = output.parent
+        metrics["total_seconds"] = time.perf_counter() - started
+
+        result = RunResult(status=status, output=str(output), rows=len(synthetic),
+                           generator=config.generator.name, modality=config.data.modality,
+                           metrics=metrics, mlflow_run_id=run_id, flow_run_id=str(flow_run_id))
+        result.model_uri, result.registered_model, result.registered_version = track(
+            tracker.uri, run_id, config, run_dir, reports, result
+        )
+        _summary_artifact(config, result, reports)
+        tracker.end("FINISHED")
+        return result
+    except BaseException as error:
+        tracker.set_tags({"synthpipe.status": "failed", "synthpipe.error": str(error)[:5000]})
+        tracker.end("FAILED")
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        raise
+
+
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def track(
+    tracking_uri: str, run_id: str, config: RunConfig, run_dir: Path, reports: list[Report], result: RunResult
+) -> tuple[str, str | None, str | None]:
+    """Log metrics, losses, artifacts and the pyfunc model; register it under the config's name.
+
+    Returns (model URI, registered name, registered version).
+    """
+    tracker = RunTracker.resume(tracking_uri, run_id)
+    losses = load_generator(run_dir / "generator").losses_
+    tracker.log_metrics(result.metrics)
+    tracker.log_losses(losses)
+    for name in ("config.yaml", "schema.json", "preview.csv", *(f"{r.name}.json" for r in reports)):
+        tracker.log_artifact(run_dir / name)
+    registered_name = config.name if config.tracking.register_model else None
+    model_uri, version_number = tracker.log_generator(run_dir / "generator", registered_name)
+    if registered_name and version_number and result.status == "published":
+        tracker.set_alias(registered_name, "published", version_number)
+    tracker.set_tags({"synthpipe.status": result.status, "synthpipe.output": result.output or ""})
+    if version_number:
+        model_uri = f"models:/{registered_name}/{version_number}"
+    return model_uri, registered_name, version_number
+
+
+def _summary_artifact(config: RunConfig, result: RunResult, reports: list[Report]) -> None:
+    lines = [
+        f"## synthpipe run `{config.name}`: **{result.status}**", "",
+        f"- generator: `{result.generator}`, rows: {result.rows}",
+        f"- output: `{result.output}`",
+        f"- MLflow run: `{result.mlflow_run_id}`, model: `{result.model_uri}`", "",
+        "| metric | value |", "|---|---|",
+        *[f"| {key} | {value:.4g} |" for key, value in result.metrics.items()], "",
+        *[report.to_markdown() for report in reports],
+    ]
+    key = re.sub(r"[^a-z0-9-]+", "-", f"synthpipe-{config.name}".lower()).strip("-")
+    create_markdown_artifact("\n".join(lines), key=key, description=f"synthpipe run {config.name}")
+
+
+class _timed:
+    def __init__(self, into: dict[str, float], key: str):
+        self.into, self.key = into, key
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.into[self.key] = time.perf_counter() - self.start
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except Exception:
+            found[name] = "unknown"
+    return found

@@ -1,0 +1,103 @@
+"""MLflow tracking for one run: the only module that talks to MLflow.
+
+Default store: a SQLite file `mlflow.db` in the working directory (artifacts under
+`mlruns/`), no server. `tracking.uri` in the config or `$MLFLOW_TRACKING_URI` points
+elsewhere. Every call names the run id explicitly, so logging works from any thread
+Prefect runs a task in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from flows.model import GENERATOR_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_PARAM_CHARS = 6000  # MLflow's limit for one param value
+REQUIREMENTS = ["pandas", "pyarrow", "sdv", "torch", "mlflow", "scikit-learn", "pydantic"]
+
+
+def tracking_uri(configured: str | None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+class RunTracker:
+    """One MLflow run, created on construction and ended by `end`."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str, tags: dict[str, str]):
+        self.uri = tracking_uri(uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        found = self.client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    @classmethod
+    def resume(cls, uri: str, run_id: str) -> RunTracker:
+        tracker = cls.__new__(cls)
+        tracker.uri, tracker.run_id = uri, run_id
+        mlflow.set_tracking_uri(uri)
+        tracker.client = MlflowClient(uri)
+        return tracker
+
+    def log_params(self, params: dict[str, str]) -> None:
+        items = [Param(key, str(value)[:MAX_PARAM_CHARS]) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def log_losses(self, losses: list[dict[str, float]]) -> None:
+        """Per-epoch losses as metrics `loss.<name>` with the epoch as step."""
+        now = int(time.time() * 1000)
+        items = [
+            Metric(f"loss.{name}", float(value), now, epoch)
+            for epoch, row in enumerate(losses)
+            for name, value in row.items()
+        ]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_generator(self, generator_dir: Path, registered_name: str | None) -> tuple[str, str | None]:
+        """Log the saved generator as a pyfunc model; register it when a name is given.
+
+        Returns (model URI, registered version or None). Aliases are set separately, once
+        the run's gate has decided whether its data was published.
+        """
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="generator",
+                python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                artifacts={GENERATOR_ARTIFACT: str(generator_dir)},
+                signature=SIGNATURE,
+                input_example=INPUT_EXAMPLE,
+                # Explicit: inferring requirements would re-load the model in a subprocess.
+                pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS],
+                registered_model_name=registered_name,
+            )
+        registered = info.registered_model_version
+        return info.model_uri, (str(registered) if registered is not None else None)
+
+    def set_alias(self, registered_name: str, alias: str, model_version: str) -> None:
+        self.client.set_registered_model_alias(registered_name, alias, model_version)
+
+    def end(self, status: str) -> None:
+        """status: FINISHED or FAILED."""
+        self.client.set_terminated(self.run_id, status=status)
