@@ -204,7 +204,7 @@ def synthesize(config: RunConfig) -> RunResult:
     except BaseException as error:
         tracker.set_tags({"synthpipe.status": "failed", "synthpipe.error": str(error)[:5000]})
         tracker.end("FAILED")
-        shutil.rmtree(staging_dir, ignore_errors=True)
+        _remove_staging(staging_dir)
         raise
 
 
@@ -230,6 +230,16 @@ def track(
     if version_number:
         model_uri = f"models:/{registered_name}/{version_number}"
     return model_uri, registered_name, version_number
+
+
+def _remove_staging(staging_dir: Path) -> None:
+    """Delete a failed run's staging folder, and its parents if that leaves them empty."""
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    for parent in (staging_dir.parent, staging_dir.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
 
 
 def _summary_artifact(config: RunConfig, result: RunResult, reports: list[Report]) -> None:

@@ -83,7 +83,8 @@ def read_table(
         fmt = format or infer_format(file)
         try:
             if fmt in ("csv", "csv.gz"):
-                frame = _read_csv(file, columns, header, separator, list(na_values), encoding)
+                gzipped = fmt == "csv.gz" or file.name.lower().endswith(".gz")
+                frame = _read_csv(file, columns, header, separator, list(na_values), encoding, gzipped)
                 arrow_schema = None
             elif fmt == "parquet":
                 table = pq.read_table(file)
@@ -150,8 +151,9 @@ def _read_csv(
     separator: str,
     na_values: list[str],
     encoding: str,
+    gzipped: bool,
 ) -> pd.DataFrame:
-    first_row = _first_row(file, separator, encoding)
+    first_row = _first_row(file, separator, encoding, gzipped)
     if first_row is None:
         raise DataError(f"{file}: the file is empty")
     if columns is not None:
@@ -188,13 +190,13 @@ def _read_csv(
         skipinitialspace=skip_spaces,
         dtype_backend="numpy_nullable",
         encoding="utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding,
-        compression="infer",
+        compression="gzip" if gzipped else None,
         low_memory=False,
     )
 
 
-def _first_row(file: Path, separator: str, encoding: str) -> list[str] | None:
-    opener = gzip.open if file.suffix == ".gz" else open
+def _first_row(file: Path, separator: str, encoding: str, gzipped: bool) -> list[str] | None:
+    opener = gzip.open if gzipped else open
     with opener(file, "rb") as handle:
         for raw_line in handle:
             line = raw_line.decode(encoding).lstrip("\ufeff").rstrip("\r\n")

@@ -1,0 +1,38 @@
+"""Shared fixtures: the repo's shipped Adult file, and ../shared/data when it is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import flows  # noqa: F401  (offline, telemetry-off defaults before Prefect or MLflow load)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+ADULT_FILE = REPO / "data" / "adult" / "adult.data.gz"
+ADULT_COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
+    "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
+    "hours_per_week", "native_country", "income",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (a fresh clone has no ../shared)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking(monkeypatch):
+    """A user's MLFLOW_TRACKING_URI must never receive test runs."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+
+
+def pytest_report_header(config) -> str:
+    return f"shared data: {'present' if SHARED_DATA.is_dir() else 'absent'}; CPUs: {os.cpu_count()}"

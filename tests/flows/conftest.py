@@ -1,0 +1,64 @@
+"""Fixtures for flow tests: Prefect's test harness, a small Adult slice, configs in tmp_path."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+# Importing the flow imports Prefect's engine, which sets up its console log handler on
+# the sys.stderr of that moment: do it at collection, not inside a test's capsys.
+import flows.synthesize  # noqa: F401
+
+from tests.conftest import ADULT_COLUMNS, ADULT_FILE
+
+SLICE_ROWS = 400
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and database for the whole session."""
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def adult_slice(tmp_path_factory) -> Path:
+    """The first rows of the shipped Adult file, raw (header-less, ', '-separated, '?' = NA)."""
+    path = tmp_path_factory.mktemp("data") / "adult_slice.csv"
+    with gzip.open(ADULT_FILE, "rt") as source:
+        lines = [next(source) for _ in range(SLICE_ROWS)]
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.fixture
+def write_config(tmp_path, adult_slice):
+    """Write a run config for the Adult slice into tmp_path; keyword sections override."""
+
+    def write(**sections) -> Path:
+        config = {
+            "name": "adult-slice",
+            "seed": 0,
+            "data": {
+                "path": str(adult_slice), "columns": ADULT_COLUMNS, "separator": ", ",
+                "na_values": ["?"], "target": "income",
+            },
+            "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
+            "sample": {"rows": 300, "seed": 7},
+            "output": {"dir": str(tmp_path / "outputs")},
+            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "tests"},
+        }
+        for section, values in sections.items():
+            if isinstance(values, dict) and isinstance(config.get(section), dict):
+                config[section] = {**config[section], **values}
+            else:
+                config[section] = values
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

@@ -1,0 +1,127 @@
+"""The real `synthesize` flow under Prefect's test harness, on a slice of the shipped Adult file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.config import load_config
+from flows.synthesize import synthesize
+from generators.tables import read_table
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, adult_slice, prefect_harness):
+    """One real run, shared by the assertions below (a run takes seconds, not milliseconds)."""
+    import yaml
+
+    from tests.conftest import ADULT_COLUMNS
+
+    folder = tmp_path_factory.mktemp("run")
+    config_path = folder / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "name": "adult-slice", "seed": 0,
+        "data": {"path": str(adult_slice), "columns": ADULT_COLUMNS, "separator": ", ",
+                 "na_values": ["?"], "target": "income"},
+        "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
+        "sample": {"rows": 300, "seed": 7},
+        "output": {"dir": str(folder / "outputs")},
+        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
+    }))
+    config = load_config(config_path)
+    return config, synthesize(config)
+
+
+def test_publishes_parquet_with_the_input_arrow_types(published):
+    config, result = published
+    _, input_arrow = read_table(config.data.path, columns=config.data.columns,
+                                separator=config.data.separator, na_values=config.data.na_values)
+    table = pq.read_table(result.output)
+    assert result.status == "published"
+    assert table.num_rows == config.sample.rows == result.rows
+    assert table.schema.names == config.data.columns
+    assert [f.type for f in table.schema] == [f.type for f in input_arrow]
+    # The slice has missing workclass/occupation: the synthetic data keeps some missing too.
+    frame = table.to_pandas()
+    assert frame["occupation"].isna().any()
+
+
+def test_output_metadata_names_run_generator_seed_and_versions(published):
+    config, result = published
+    metadata = {k.decode(): v.decode() for k, v in pq.read_schema(result.output).metadata.items()}
+    assert metadata["synthpipe.run_id"] == result.mlflow_run_id
+    assert metadata["synthpipe.generator"] == "gaussian_copula"
+    assert metadata["synthpipe.seed"] == "7"
+    assert metadata["synthpipe.config_hash"] == config.digest()
+    assert metadata["synthpipe.status"] == "published"
+    assert json.loads(metadata["synthpipe.versions"])["pyarrow"] == pa.__version__
+
+
+def test_run_folder_layout(published):
+    config, result = published
+    run_dir = Path(result.output).parent
+    assert run_dir.name == result.mlflow_run_id and run_dir.parent.name == config.name
+    for name in ("config.yaml", "schema.json", "preview.csv", "fidelity.json", "generator"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir.parent / ".staging" / result.mlflow_run_id).exists()
+
+
+def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(published):
+    config, result = published
+    client = MlflowClient(config.tracking.uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["generator.name"] == "gaussian_copula"
+    assert run.data.params["sample.rows"] == "300"
+    for metric in ("fit_seconds", "sample_seconds", "rows_per_second", "fidelity.column_shapes"):
+        assert metric in run.data.metrics, metric
+    assert run.data.tags["synthpipe.flow_run_id"] == result.flow_run_id
+    artifacts = {item.path for item in client.list_artifacts(result.mlflow_run_id)}
+    assert {"config.yaml", "schema.json", "preview.csv", "fidelity.json"} <= artifacts
+    version = client.get_model_version_by_alias(config.name, "published")
+    assert str(version.version) == result.registered_version and version.run_id == result.mlflow_run_id
+
+
+def test_registered_model_samples_rows_of_the_same_schema(published):
+    config, result = published
+    mlflow.set_tracking_uri(config.tracking.uri)
+    model = mlflow.pyfunc.load_model(f"models:/{config.name}@published")
+    rows = model.predict(pd.DataFrame({"rows": [25], "seed": [7]}))
+    published_rows = pq.read_table(result.output).to_pandas()
+    assert list(rows.columns) == list(published_rows.columns) and len(rows) == 25
+    # Same generator, same seed: the model reproduces the first published rows exactly.
+    generator = model.unwrap_python_model().generator
+    assert rows.equals(generator.sample(25, seed=7))
+
+
+def test_same_config_and_seed_give_identical_output(published, prefect_harness):
+    config, result = published
+    again = synthesize(config)
+    assert again.output != result.output
+    assert pq.read_table(again.output).equals(pq.read_table(result.output))
+
+
+def test_failed_run_leaves_nothing_and_marks_mlflow_failed(write_config, tmp_path, prefect_harness):
+    data = tmp_path / "with_empty_column.csv"
+    rows = ["a,b,empty"] + [f"{i},{i % 3},"for i in range(50)]
+    data.write_text("\n".join(rows) + "\n")
+    config = load_config(write_config(data={"path": str(data), "columns": None, "separator": ",",
+                                            "na_values": [], "target": None}))
+    state = synthesize(config, return_state=True)
+    assert state.is_failed()
+    assert "empty" in str(state.result(raise_on_failure=False))
+    outputs = tmp_path / "outputs"
+    assert not outputs.exists() or not [p for p in outputs.rglob("*") if p.is_file()]
+    client = MlflowClient(config.tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert runs and runs[0].info.status == "FAILED"
+    assert "empty" in runs[0].data.tags["synthpipe.error"]
