@@ -22,18 +22,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="synthpipe", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="train, sample, check and publish as one Prefect flow run")
+    run = commands.add_parser(
+        "run", help="train, sample, check and publish as one Prefect flow run"
+    )
     run.add_argument("config", type=Path, help="YAML run config, e.g. configs/adult.yaml")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. --set sample.rows=1000 (repeatable)")
-    run.add_argument("--json", action="store_true", help="end with one JSON line describing the run")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set sample.rows=1000 (repeatable)",
+    )
+    run.add_argument(
+        "--json", action="store_true", help="end with one JSON line describing the run"
+    )
+    run.add_argument(
+        "--override-privacy-gate",
+        action="store_true",
+        help="publish even if a privacy check fails; recorded in MLflow tags and "
+        "the Parquet metadata (same as privacy.override_gate: true)",
+    )
 
     sample = commands.add_parser("sample", help="sample rows from a logged generator model")
-    sample.add_argument("model_uri", help="e.g. models:/adult/1, models:/adult@published, runs:/<id>/generator")
+    sample.add_argument(
+        "model_uri", help="e.g. models:/adult/1, models:/adult@published, runs:/<id>/generator"
+    )
     sample.add_argument("--rows", type=int, required=True)
     sample.add_argument("--output", type=Path, required=True, help="Parquet file to write")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    sample.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db",
+    )
 
     commands.add_parser("generators", help="list the registered generators")
 
@@ -46,18 +68,29 @@ def _run(args: argparse.Namespace) -> int:
     from flows.config import load_config
 
     try:
-        config = load_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.override_privacy_gate:
+            overrides.append("privacy.override_gate=true")
+        config = load_config(args.config, overrides)
     except SynthpipeError as error:
         return _fail(error, args.json, generator=None)
 
-    from flows.synthesize import synthesize
+    from flows.synthesize import RunResult, synthesize
 
     state = synthesize(config, return_state=True)
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
+        if isinstance(error, RunResult):  # quarantined: finished, but not published
+            _print_summary(error)
+            print(f"quarantined: {state.message}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(error.to_dict()))
+            return EXIT_QUARANTINED
         if isinstance(error, BaseException) and not isinstance(error, SynthpipeError):
             raise error  # a bug: keep its traceback
-        return _fail(error, args.json, generator=config.generator.name, modality=config.data.modality)
+        return _fail(
+            error, args.json, generator=config.generator.name, modality=config.data.modality
+        )
     result = state.result()
     _print_summary(result)
     if args.json:
@@ -78,11 +111,16 @@ def _sample(args: argparse.Namespace) -> int:
         try:
             model = mlflow.pyfunc.load_model(args.model_uri)
         except mlflow.exceptions.MlflowException as error:
-            raise SynthpipeError(f"{args.model_uri}: cannot load model ({str(error).splitlines()[0]})") from None
+            raise SynthpipeError(
+                f"{args.model_uri}: cannot load model ({str(error).splitlines()[0]})"
+            ) from None
         generator = model.unwrap_python_model().generator
         frame = generator.sample(args.rows, seed=args.seed)
-        metadata = {"synthpipe.model_uri": args.model_uri, "synthpipe.seed": str(args.seed),
-                    "synthpipe.generator": generator.name}
+        metadata = {
+            "synthpipe.model_uri": args.model_uri,
+            "synthpipe.seed": str(args.seed),
+            "synthpipe.generator": generator.name,
+        }
         write_parquet_atomic(generator.schema_.to_arrow(frame), args.output, metadata)
     except SynthpipeError as error:
         return _fail(error, as_json=False, generator=None)
@@ -107,19 +145,39 @@ def _print_summary(result) -> None:
         f"mlflow:     run {result.mlflow_run_id}, model {result.model_uri}",
         f"prefect:    flow run {result.flow_run_id}",
     ]
-    shown = ("fit_seconds", "sample_seconds", "rows_per_second", "fidelity.column_shapes",
-             "fidelity.column_shapes_holdout", "fidelity.column_pair_trends")
+    shown = (
+        "fit_seconds",
+        "sample_seconds",
+        "rows_per_second",
+        "fidelity.column_shapes",
+        "fidelity.column_shapes_holdout",
+        "fidelity.column_pair_trends",
+    )
     figures = ", ".join(f"{k}={result.metrics[k]:.3g}" for k in shown if k in result.metrics)
     print("\n".join(lines + [f"metrics:    {figures}"]))
 
 
-def _fail(error: BaseException | object, as_json: bool, generator: str | None, modality: str = "table") -> int:
+def _fail(
+    error: BaseException | object, as_json: bool, generator: str | None, modality: str = "table"
+) -> int:
     message = " ".join(str(error).split())
     print(f"error: {message}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"status": "failed", "error": message, "output": None, "rows": 0,
-                          "generator": generator, "modality": modality, "metrics": {},
-                          "mlflow_run_id": None, "flow_run_id": None}))
+        print(
+            json.dumps(
+                {
+                    "status": "failed",
+                    "error": message,
+                    "output": None,
+                    "rows": 0,
+                    "generator": generator,
+                    "modality": modality,
+                    "metrics": {},
+                    "mlflow_run_id": None,
+                    "flow_run_id": None,
+                }
+            )
+        )
     return EXIT_FAILED
 
 

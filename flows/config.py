@@ -20,6 +20,7 @@ from generators.base import validate_params
 from generators.errors import ConfigError
 from generators.registry import generator_class
 from generators.schema import Kind
+from validation.privacy import PrivacyPolicy
 
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
 
@@ -33,11 +34,15 @@ class DataConfig(Strict):
     format: DataFormat | None = Field(None, description="inferred from the suffix when absent")
     modality: Literal["table"] = "table"
     columns: list[str] | None = Field(None, description="column names for header-less files")
-    header: bool | None = Field(None, description="does the CSV's first row name the columns? default: detect")
+    header: bool | None = Field(
+        None, description="does the CSV's first row name the columns? default: detect"
+    )
     encoding: str = "utf-8"
     separator: str = ","
     na_values: list[str] = Field(default_factory=list, description="extra strings read as missing")
-    target: str | None = Field(None, description="label column; the holdout split is stratified on it")
+    target: str | None = Field(
+        None, description="label column; the holdout split is stratified on it"
+    )
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     column_kinds: dict[str, Kind] = Field(
         default_factory=dict, alias="schema", description="override inferred kinds: column -> kind"
@@ -61,7 +66,9 @@ class OutputConfig(Strict):
 
 
 class TrackingConfig(Strict):
-    uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    uri: str | None = Field(
+        None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
     experiment: str = "synthpipe"
     register_model: bool = True
 
@@ -73,6 +80,7 @@ class RunConfig(Strict):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
@@ -135,7 +143,9 @@ def apply_override(raw: dict, override: str) -> None:
     """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, lists...)."""
     key, sep, text = override.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key):
-        raise ConfigError(f"--set {override!r}: expected KEY=VALUE with a dotted key, e.g. sample.rows=1000")
+        raise ConfigError(
+            f"--set {override!r}: expected KEY=VALUE with a dotted key, e.g. sample.rows=1000"
+        )
     try:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
@@ -165,7 +175,9 @@ def _describe_errors(error: ValidationError) -> str:
             problems.append(f"{key}: unknown key; remove it or check its spelling")
         elif item["type"] == "missing":
             problems.append(f"{key}: required key is missing")
-        elif item["type"] == "value_error" and isinstance(item.get("ctx", {}).get("error"), ConfigError):
+        elif item["type"] == "value_error" and isinstance(
+            item.get("ctx", {}).get("error"), ConfigError
+        ):
             problems.append(str(item["ctx"]["error"]))
         else:
             found = item.get("input")

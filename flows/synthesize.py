@@ -6,9 +6,11 @@ Each task is a thin call into `generators` or `validation`. Tasks pass tables an
 never live models: `fit` saves the generator into the run's staging folder and `sample`
 loads it from there, so a retried or resumed task needs nothing from memory.
 
-Everything of a run is staged under `<output.dir>/<name>/.staging/<run_id>/` and moved to
-`<output.dir>/<name>/<run_id>/` in one rename once it is complete, so the published path
-holds a whole run or nothing.
+Everything of a run is staged under `<output.dir>/<name>/.staging/<run_id>/` and moved in
+one rename once it is complete, so a path holds a whole run or nothing: to
+`<output.dir>/<name>/<run_id>/` when every check passed (or the gate was overridden, which
+is recorded), else to `<output.dir>/<name>/quarantine/<run_id>/`, and the flow run ends
+Failed with the reasons.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
 from flows.config import DataConfig, RunConfig
 from flows.tracking import RunTracker
@@ -37,9 +40,11 @@ from generators.schema import Schema, infer_schema
 from generators.tables import read_table, split_holdout, write_parquet_atomic
 from validation import Report
 from validation.fidelity import fidelity_report
+from validation.privacy import PrivacyPolicy, privacy_report
 
 # Tasks take whole tables; Prefect's default cache policy would hash them on every call.
 SYNTHETIC_FILE = "synthetic.parquet"
+QUARANTINE_DIR = "quarantine"
 PREVIEW_ROWS = 20
 VERSIONED_PACKAGES = ["synthpipe", "pandas", "pyarrow", "torch", "sdv", "prefect", "mlflow"]
 
@@ -91,12 +96,19 @@ class RunResult:
 
 
 # -- tasks: each a thin call into the plain library -------------------------------------
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE)
+@task(
+    retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
+)
 def ingest(data: DataConfig) -> tuple[pd.DataFrame, Schema]:
     """Read the input table and infer its schema (kinds overridden by data.schema)."""
     frame, arrow_schema = read_table(
-        data.path, format=data.format, columns=data.columns, header=data.header,
-        separator=data.separator, na_values=data.na_values, encoding=data.encoding,
+        data.path,
+        format=data.format,
+        columns=data.columns,
+        header=data.header,
+        separator=data.separator,
+        na_values=data.na_values,
+        encoding=data.encoding,
         drop=data.drop,
     )
     return frame, infer_schema(frame, data.column_kinds, arrow_schema)
@@ -111,7 +123,9 @@ def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.Data
 @task(cache_policy=NO_CACHE)
 def fit(train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path) -> Path:
     """Fit the configured generator on the training rows and save it to `model_dir`."""
-    generator = make_generator(config.generator.name, config.generator.params, config.generator.device)
+    generator = make_generator(
+        config.generator.name, config.generator.params, config.generator.device
+    )
     generator.fit(train, schema, seed=config.seed)
     generator.save(model_dir)
     return model_dir
@@ -124,14 +138,31 @@ def sample(model_dir: Path, rows: int, seed: int) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def check(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> list[Report]:
-    """Every check on the synthetic table; privacy and expectation suites join this list."""
-    return [fidelity_report(train, holdout, synthetic, schema)]
+def check(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    privacy: PrivacyPolicy,
+    seed: int,
+) -> list[Report]:
+    """Every check on the synthetic table: privacy (gating) and fidelity (informational)."""
+    reports = []
+    if privacy.enabled:
+        reports.append(privacy_report(train, holdout, synthetic, schema, privacy, seed=seed))
+    reports.append(fidelity_report(train, holdout, synthetic, schema))
+    return reports
 
 
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE)
+@task(
+    retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
+)
 def publish(
-    synthetic: pd.DataFrame, schema: Schema, staging_dir: Path, final_dir: Path, metadata: dict[str, str]
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    staging_dir: Path,
+    final_dir: Path,
+    metadata: dict[str, str],
 ) -> Path:
     """Write the Parquet file into staging, then move the whole run folder into place."""
     write_parquet_atomic(schema.to_arrow(synthetic), staging_dir / SYNTHETIC_FILE, metadata)
@@ -147,9 +178,15 @@ def synthesize(config: RunConfig) -> RunResult:
     started = time.perf_counter()
     flow_run_id = flow_run.get_id()
     tracker = RunTracker(
-        config.tracking.uri, config.tracking.experiment, config.name,
-        tags={"synthpipe.flow_run_id": str(flow_run_id), "synthpipe.generator": config.generator.name,
-              "synthpipe.config_hash": config.digest(), "synthpipe.modality": config.data.modality},
+        config.tracking.uri,
+        config.tracking.experiment,
+        config.name,
+        tags={
+            "synthpipe.flow_run_id": str(flow_run_id),
+            "synthpipe.generator": config.generator.name,
+            "synthpipe.config_hash": config.digest(),
+            "synthpipe.modality": config.data.modality,
+        },
     )
     run_id = tracker.run_id
     run_root = (Path(config.output.dir) / config.name).resolve()
@@ -164,8 +201,13 @@ def synthesize(config: RunConfig) -> RunResult:
             train, holdout = split(frame, config)
         rows = config.sample.rows or len(train)
         schema.save(staging_dir / "schema.json")
-        (staging_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False))
-        print(f"{len(frame)} rows x {frame.shape[1]} columns: {len(train)} train, {len(holdout)} holdout")
+        (staging_dir / "config.yaml").write_text(
+            yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
+        )
+        print(
+            f"{len(frame)} rows x {frame.shape[1]} columns: "
+            f"{len(train)} train, {len(holdout)} holdout"
+        )
 
         with _timed(timings, "fit_seconds"):
             model_dir = fit(train, schema, config, staging_dir / "generator")
@@ -173,33 +215,65 @@ def synthesize(config: RunConfig) -> RunResult:
             synthetic = sample(model_dir, rows, config.sample_seed)
         timings["rows_per_second"] = rows / max(timings["sample_seconds"], 1e-9)
 
-        reports = check(train, holdout, synthetic, schema)
-        status = "published" if all(report.passed for report in reports) else "quarantined"
-        metrics = {**timings, "rows": float(rows), "train_rows": float(len(train)),
-                   "holdout_rows": float(len(holdout))}
+        reports = check(train, holdout, synthetic, schema, config.privacy, config.seed)
+        failures = [line for report in reports for line in report.failures]
+        overridden = bool(failures) and config.privacy.override_gate
+        status = "quarantined" if failures and not overridden else "published"
+        metrics = {
+            **timings,
+            "rows": float(rows),
+            "train_rows": float(len(train)),
+            "holdout_rows": float(len(holdout)),
+        }
         for report in reports:
             metrics.update({f"{report.name}.{key}": value for key, value in report.metrics.items()})
-            (staging_dir / f"{report.name}.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+            (staging_dir / f"{report.name}.json").write_text(
+                json.dumps(report.to_dict(), indent=2, default=str)
+            )
         synthetic.head(PREVIEW_ROWS).to_csv(staging_dir / "preview.csv", index=False)
 
         metadata = {
-            "synthpipe.run_id": run_id, "synthpipe.flow_run_id": str(flow_run_id),
-            "synthpipe.generator": config.generator.name, "synthpipe.seed": str(config.sample_seed),
-            "synthpipe.config_hash": config.digest(), "synthpipe.status": status,
+            "synthpipe.run_id": run_id,
+            "synthpipe.flow_run_id": str(flow_run_id),
+            "synthpipe.generator": config.generator.name,
+            "synthpipe.seed": str(config.sample_seed),
+            "synthpipe.config_hash": config.digest(),
+            "synthpipe.status": status,
+            "synthpipe.gate_overridden": str(overridden).lower(),
             "synthpipe.versions": json.dumps(_versions()),
         }
-        output = publish(synthetic, schema, staging_dir, run_root / run_id, metadata)
+        final_dir = (
+            run_root / run_id if status == "published" else run_root / QUARANTINE_DIR / run_id
+        )
+        output = publish(synthetic, schema, staging_dir, final_dir, metadata)
         run_dir = output.parent
         metrics["total_seconds"] = time.perf_counter() - started
 
-        result = RunResult(status=status, output=str(output), rows=len(synthetic),
-                           generator=config.generator.name, modality=config.data.modality,
-                           metrics=metrics, mlflow_run_id=run_id, flow_run_id=str(flow_run_id))
+        result = RunResult(
+            status=status,
+            output=str(output),
+            rows=len(synthetic),
+            generator=config.generator.name,
+            modality=config.data.modality,
+            metrics=metrics,
+            mlflow_run_id=run_id,
+            flow_run_id=str(flow_run_id),
+        )
         result.model_uri, result.registered_model, result.registered_version = track(
             tracker.uri, run_id, config, run_dir, reports, result
         )
+        tracker.set_tags(
+            {
+                "synthpipe.gate_overridden": str(overridden).lower(),
+                "synthpipe.gate_failures": " | ".join(failures)[:5000],
+            }
+        )
         _summary_artifact(config, result, reports)
         tracker.end("FINISHED")
+        if status == "quarantined":
+            # The Prefect run fails with the reasons; the result still travels with the state.
+            reasons = "; ".join(failures)
+            return Failed(message=f"quarantined at {output.parent}: {reasons}", data=result)
         return result
     except BaseException as error:
         tracker.set_tags({"synthpipe.status": "failed", "synthpipe.error": str(error)[:5000]})
@@ -210,7 +284,12 @@ def synthesize(config: RunConfig) -> RunResult:
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def track(
-    tracking_uri: str, run_id: str, config: RunConfig, run_dir: Path, reports: list[Report], result: RunResult
+    tracking_uri: str,
+    run_id: str,
+    config: RunConfig,
+    run_dir: Path,
+    reports: list[Report],
+    result: RunResult,
 ) -> tuple[str, str | None, str | None]:
     """Log metrics, losses, artifacts and the pyfunc model; register it under the config's name.
 
@@ -244,12 +323,16 @@ def _remove_staging(staging_dir: Path) -> None:
 
 def _summary_artifact(config: RunConfig, result: RunResult, reports: list[Report]) -> None:
     lines = [
-        f"## synthpipe run `{config.name}`: **{result.status}**", "",
+        f"## synthpipe run `{config.name}`: **{result.status}**",
+        "",
         f"- generator: `{result.generator}`, rows: {result.rows}",
         f"- output: `{result.output}`",
-        f"- MLflow run: `{result.mlflow_run_id}`, model: `{result.model_uri}`", "",
-        "| metric | value |", "|---|---|",
-        *[f"| {key} | {value:.4g} |" for key, value in result.metrics.items()], "",
+        f"- MLflow run: `{result.mlflow_run_id}`, model: `{result.model_uri}`",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {key} | {value:.4g} |" for key, value in result.metrics.items()],
+        "",
         *[report.to_markdown() for report in reports],
     ]
     key = re.sub(r"[^a-z0-9-]+", "-", f"synthpipe-{config.name}".lower()).strip("-")

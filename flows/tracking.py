@@ -37,7 +37,9 @@ class RunTracker:
         self.client = MlflowClient(self.uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        self.run_id = self.client.create_run(
+            experiment_id, run_name=run_name, tags=tags
+        ).info.run_id
 
     @classmethod
     def resume(cls, uri: str, run_id: str) -> RunTracker:
@@ -75,7 +77,9 @@ class RunTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def log_generator(self, generator_dir: Path, registered_name: str | None) -> tuple[str, str | None]:
+    def log_generator(
+        self, generator_dir: Path, registered_name: str | None
+    ) -> tuple[str, str | None]:
         """Log the saved generator as a pyfunc model; register it when a name is given.
 
         Returns (model URI, registered version or None). Aliases are set separately, once

@@ -6,7 +6,18 @@ from generators.registry import REGISTRY, generator_class, load_generator, make_
 from generators.schema import Column, Schema, infer_schema
 
 __all__ = [
-    "REGISTRY", "Column", "ConfigError", "DataError", "Generator", "NotFittedError", "Schema",
-    "SynthpipeError", "generator_class", "infer_schema", "load_generator", "make_generator",
-    "resolve_device", "seeded",
+    "REGISTRY",
+    "Column",
+    "ConfigError",
+    "DataError",
+    "Generator",
+    "NotFittedError",
+    "Schema",
+    "SynthpipeError",
+    "generator_class",
+    "infer_schema",
+    "load_generator",
+    "make_generator",
+    "resolve_device",
+    "seeded",
 ]

@@ -40,7 +40,7 @@ class Params(BaseModel):
 
 
 def resolve_device(device: Device) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; asking for CUDA without one is an error."""
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is an error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

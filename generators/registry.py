@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from generators.base import GENERATOR_FILE, Generator
+from generators.baseline import CopyGenerator, UniformGenerator
 from generators.errors import ConfigError, DataError
 from generators.sdv import (
     CopulaGANGenerator,
@@ -17,7 +18,14 @@ from generators.sdv import (
 
 REGISTRY: dict[str, type[Generator]] = {
     cls.name: cls
-    for cls in (GaussianCopulaGenerator, CTGANGenerator, TVAEGenerator, CopulaGANGenerator)
+    for cls in (
+        GaussianCopulaGenerator,
+        CTGANGenerator,
+        TVAEGenerator,
+        CopulaGANGenerator,
+        CopyGenerator,
+        UniformGenerator,
+    )
 }
 
 
@@ -30,7 +38,9 @@ def generator_class(name: str) -> type[Generator]:
         ) from None
 
 
-def make_generator(name: str, params: dict[str, Any] | None = None, device: str = "auto") -> Generator:
+def make_generator(
+    name: str, params: dict[str, Any] | None = None, device: str = "auto"
+) -> Generator:
     return generator_class(name)(device=device, **(params or {}))
 
 

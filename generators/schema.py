@@ -82,7 +82,9 @@ class Schema:
             ],
             "arrow_types": {f.name: str(f.type) for f in self.arrow_schema},
             # The exact Arrow schema, so Parquet written later has the input's types.
-            "arrow_schema_ipc": base64.b64encode(self.arrow_schema.serialize().to_pybytes()).decode(),
+            "arrow_schema_ipc": base64.b64encode(
+                self.arrow_schema.serialize().to_pybytes()
+            ).decode(),
         }
 
     @classmethod
@@ -118,6 +120,13 @@ class Schema:
             out[column.name] = _conform_column(frame[column.name], column)
         return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
+    def conform_subset(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Like `conform`, for a frame holding only some of this schema's columns."""
+        return pd.DataFrame(
+            {name: _conform_column(frame[name], self[name]) for name in frame.columns},
+            index=pd.RangeIndex(len(frame)),
+        )
+
     def to_model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """This schema's columns in numpy dtypes, for libraries that predate pandas' nullable ones.
 
@@ -134,7 +143,9 @@ class Schema:
             elif column.kind == "boolean":
                 out[column.name] = values.astype(object).where(values.notna(), np.nan)
             else:
-                out[column.name] = values.astype("string").astype(object).where(values.notna(), np.nan)
+                out[column.name] = (
+                    values.astype("string").astype(object).where(values.notna(), np.nan)
+                )
         return pd.DataFrame(out, index=frame.index)
 
     def to_arrow(self, frame: pd.DataFrame) -> pa.Table:
@@ -179,7 +190,9 @@ def normalize_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
         dtype = out[name].dtype
         if isinstance(dtype, pd.CategoricalDtype):  # e.g. Parquet dictionary columns
             out[name] = out[name].astype(object).astype("string")
-        elif pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        elif pd.api.types.is_integer_dtype(dtype) and not isinstance(
+            dtype, pd.api.extensions.ExtensionDtype
+        ):
             out[name] = out[name].astype(str(dtype).capitalize().replace("Uint", "UInt"))
         elif pd.api.types.is_float_dtype(dtype):
             out[name] = out[name].astype("Float64")
@@ -276,7 +289,9 @@ def _infer_kind(name: str, values: pd.Series) -> Kind:
         mean_words = strings.str.split().str.len().mean()
         mean_chars = strings.str.len().mean()
         mostly_distinct = n_unique >= 0.5 * len(strings)
-        if mostly_distinct and (mean_words >= TEXT_MIN_MEAN_WORDS or mean_chars >= TEXT_MIN_MEAN_CHARS):
+        if mostly_distinct and (
+            mean_words >= TEXT_MIN_MEAN_WORDS or mean_chars >= TEXT_MIN_MEAN_CHARS
+        ):
             return "text"
     return "id" if all_distinct else "categorical"
 
@@ -297,7 +312,9 @@ def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
                 f"column '{name}' is declared datetime but its values do not parse as dates "
                 f"(e.g. {present.iloc[:3].tolist()}); fix data.schema.{name}"
             )
-        low, high = (present.min().isoformat(), present.max().isoformat()) if len(present) else (None, None)
+        low, high = (
+            (present.min().isoformat(), present.max().isoformat()) if len(present) else (None, None)
+        )
         return Column(name, kind, str(values.dtype), low, high)
     if kind == "categorical":
         categories = tuple(sorted(present.astype(str).unique()))
@@ -305,5 +322,3 @@ def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
     if kind == "boolean":
         return Column(name, kind, "boolean")
     return Column(name, kind, str(values.dtype))
-
-

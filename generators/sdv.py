@@ -21,8 +21,12 @@ from generators.base import Generator, Params, resolve_device
 
 TABLE = "table"
 SDV_FILE = "sdv_synthesizer.pkl"
-_SDTYPES = {"numeric": "numerical", "categorical": "categorical", "boolean": "boolean",
-            "datetime": "datetime"}
+_SDTYPES = {
+    "numeric": "numerical",
+    "categorical": "categorical",
+    "boolean": "boolean",
+    "datetime": "datetime",
+}
 Distribution = Literal["norm", "beta", "truncnorm", "gamma", "uniform", "gaussian_kde"]
 
 

@@ -24,9 +24,17 @@ from generators.schema import normalize_dtypes, parse_datetime_strings
 
 MIN_ROWS = 10  # below this no meaningful holdout can be split off
 _SUFFIX_FORMATS = {
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".csv.gz": "csv.gz", ".tsv.gz": "csv.gz",
-    ".data.gz": "csv.gz", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-    ".ndjson": "jsonl", ".data": "csv",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".csv.gz": "csv.gz",
+    ".tsv.gz": "csv.gz",
+    ".data.gz": "csv.gz",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".data": "csv",
 }
 # A first row where at least this share of fields are plain numbers is data, not a header.
 HEADERLESS_NUMERIC_SHARE = 0.3
@@ -84,7 +92,9 @@ def read_table(
         try:
             if fmt in ("csv", "csv.gz"):
                 gzipped = fmt == "csv.gz" or file.name.lower().endswith(".gz")
-                frame = _read_csv(file, columns, header, separator, list(na_values), encoding, gzipped)
+                frame = _read_csv(
+                    file, columns, header, separator, list(na_values), encoding, gzipped
+                )
                 arrow_schema = None
             elif fmt == "parquet":
                 table = pq.read_table(file)
@@ -93,7 +103,10 @@ def read_table(
                 frame = table.to_pandas()
             elif fmt == "jsonl":
                 frame = pd.read_json(
-                    file, lines=True, dtype_backend="numpy_nullable", convert_dates=False,
+                    file,
+                    lines=True,
+                    dtype_backend="numpy_nullable",
+                    convert_dates=False,
                     encoding=encoding,
                 )
                 arrow_schema = None
@@ -123,7 +136,9 @@ def read_table(
 
     missing = [name for name in drop if name not in frame.columns]
     if missing:
-        raise DataError(f"data.drop: columns {missing} are not in {source}; columns are {list(frame.columns)}")
+        raise DataError(
+            f"data.drop: columns {missing} are not in {source}; columns are {list(frame.columns)}"
+        )
     frame = frame.drop(columns=list(drop))
     if frame.shape[1] == 0:
         raise DataError(f"{source}: no columns left to synthesise")
@@ -202,8 +217,14 @@ def _first_row(file: Path, separator: str, encoding: str, gzipped: bool) -> list
             line = raw_line.decode(encoding).lstrip("\ufeff").rstrip("\r\n")
             if line.strip():
                 sep = separator.rstrip(" ") or separator
-                reader = pd.read_csv(io.StringIO(line), sep=sep, header=None, dtype=str,
-                                     keep_default_na=False, skipinitialspace=True)
+                reader = pd.read_csv(
+                    io.StringIO(line),
+                    sep=sep,
+                    header=None,
+                    dtype=str,
+                    keep_default_na=False,
+                    skipinitialspace=True,
+                )
                 return [str(value).strip() for value in reader.iloc[0].tolist()]
     return None
 
@@ -219,14 +240,18 @@ def _is_number(text: str) -> bool:
 def _check_names(file: Path, names: Sequence[str], key: str = "the header") -> None:
     blank = [index for index, name in enumerate(names) if not str(name).strip()]
     if blank:
-        raise DataError(f"{file}: {key} has empty column name(s) at position(s) {blank}; name every column")
+        raise DataError(
+            f"{file}: {key} has empty column name(s) at position(s) {blank}; name every column"
+        )
     seen, duplicates = set(), []
     for name in names:
         if name in seen and name not in duplicates:
             duplicates.append(name)
         seen.add(name)
     if duplicates:
-        raise DataError(f"{file}: {key} repeats column name(s) {duplicates}; make every name unique")
+        raise DataError(
+            f"{file}: {key} repeats column name(s) {duplicates}; make every name unique"
+        )
 
 
 def split_holdout(
@@ -239,11 +264,14 @@ def split_holdout(
     """
     if len(frame) < MIN_ROWS:
         raise DataError(
-            f"the table has {len(frame)} rows; at least {MIN_ROWS} are needed to hold out real rows "
+            f"the table has {len(frame)} rows; at least {MIN_ROWS} are needed to hold out "
+            "real rows "
             "for the privacy and validation checks"
         )
     if target is not None and target not in frame.columns:
-        raise DataError(f"data.target: column '{target}' is not in the table; columns are {list(frame.columns)}")
+        raise DataError(
+            f"data.target: column '{target}' is not in the table; columns are {list(frame.columns)}"
+        )
     rng = np.random.default_rng(seed)
     if target is None:
         groups = [np.arange(len(frame))]
@@ -266,7 +294,9 @@ def split_holdout(
     return train, holdout
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, metadata: dict[str, str] | None = None) -> Path:
+def write_parquet_atomic(
+    table: pa.Table, path: Path, metadata: dict[str, str] | None = None
+) -> Path:
     """Write `table` to `path` via a temporary file in the same folder and a rename.
 
     Readers see either no file or the whole file, never half of one.

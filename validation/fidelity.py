@@ -53,7 +53,9 @@ def column_scores(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -
     return scores
 
 
-def correlation_similarity(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> float | None:
+def correlation_similarity(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
+) -> float | None:
     names = schema.names_of("numeric")
     if len(names) < 2:
         return None
@@ -81,7 +83,9 @@ def fidelity_report(
     pairs = correlation_similarity(train, synthetic, schema)
     if pairs is not None:
         metrics["column_pair_trends"] = pairs
-        metrics["column_pair_trends_holdout"] = correlation_similarity(train, holdout, schema) or 0.0
+        metrics["column_pair_trends_holdout"] = (
+            correlation_similarity(train, holdout, schema) or 0.0
+        )
     return Report(
         name="fidelity",
         passed=True,

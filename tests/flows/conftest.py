@@ -12,7 +12,6 @@ from prefect.testing.utilities import prefect_test_harness
 # Importing the flow imports Prefect's engine, which sets up its console log handler on
 # the sys.stderr of that moment: do it at collection, not inside a test's capsys.
 import flows.synthesize  # noqa: F401
-
 from tests.conftest import ADULT_COLUMNS, ADULT_FILE
 
 SLICE_ROWS = 400
@@ -44,8 +43,11 @@ def write_config(tmp_path, adult_slice):
             "name": "adult-slice",
             "seed": 0,
             "data": {
-                "path": str(adult_slice), "columns": ADULT_COLUMNS, "separator": ", ",
-                "na_values": ["?"], "target": "income",
+                "path": str(adult_slice),
+                "columns": ADULT_COLUMNS,
+                "separator": ", ",
+                "na_values": ["?"],
+                "target": "income",
             },
             "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
             "sample": {"rows": 300, "seed": 7},

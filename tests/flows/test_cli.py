@@ -38,8 +38,16 @@ BAD_DATA = {
     "not gzip": ("plain text, not gzip", {"format": "csv.gz"}, ["cannot read as csv.gz"]),
     "empty table": ("a,b,c\n", {}, ["no data rows"]),
     "header-less": ("39,1.5,x\n40,2.5,y\n", {}, ["data.columns", "'39'"]),
-    "all-null column": ("a,b,c\n" + "".join(f"{i},{i},\n" for i in range(30)), {}, ["'c'", "empty", "data.drop"]),
-    "duplicate names": ("a,b,a\n" + "".join(f"{i},{i},{i}\n" for i in range(30)), {}, ["repeats", "'a'"]),
+    "all-null column": (
+        "a,b,c\n" + "".join(f"{i},{i},\n" for i in range(30)),
+        {},
+        ["'c'", "empty", "data.drop"],
+    ),
+    "duplicate names": (
+        "a,b,a\n" + "".join(f"{i},{i},{i}\n" for i in range(30)),
+        {},
+        ["repeats", "'a'"],
+    ),
     "too few rows": ("a,b\n1,2\n3,4\n", {}, ["at least 10"]),
 }
 
@@ -52,8 +60,16 @@ def test_bad_data_fails_with_one_line_and_publishes_nothing(
     data = tmp_path / ("absent.csv" if contents is None else "input.csv")
     if contents is not None:
         data.write_text(contents)
-    config = write_config(data={"path": str(data), "columns": None, "separator": ",",
-                                "na_values": [], "target": None, **data_overrides})
+    config = write_config(
+        data={
+            "path": str(data),
+            "columns": None,
+            "separator": ",",
+            "na_values": [],
+            "target": None,
+            **data_overrides,
+        }
+    )
     code = main(["run", str(config), "--json"])
     captured = capsys.readouterr()
     assert code == EXIT_FAILED
@@ -92,8 +108,9 @@ def test_sample_rejects_nonpositive_rows_and_unknown_models(tmp_path, capsys):
     out = tmp_path / "s.parquet"
     assert main(["sample", "models:/x/1", "--rows", "0", "--output", str(out)]) == EXIT_FAILED
     assert "--rows" in capsys.readouterr().err
-    code = main(["sample", "models:/absent/1", "--rows", "5", "--output", str(out),
-                 "--tracking-uri", db])
+    code = main(
+        ["sample", "models:/absent/1", "--rows", "5", "--output", str(out), "--tracking-uri", db]
+    )
     assert code == EXIT_FAILED
     assert "models:/absent/1: cannot load model" in capsys.readouterr().err
     assert not out.exists()
@@ -106,8 +123,14 @@ def test_installed_command_runs_and_samples_from_the_logged_model(tmp_path, writ
     assert exe, "the synthpipe console script is not installed in this environment"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     env.pop("PREFECT_API_URL", None)
-    done = subprocess.run([exe, "run", str(write_config()), "--set", "sample.rows=120", "--json"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    done = subprocess.run(
+        [exe, "run", str(write_config()), "--set", "sample.rows=120", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "published" and result["rows"] == 120
@@ -118,9 +141,24 @@ def test_installed_command_runs_and_samples_from_the_logged_model(tmp_path, writ
 
     sampled = tmp_path / "sampled.parquet"
     done = subprocess.run(
-        [exe, "sample", result["model_uri"], "--rows", "50", "--seed", "3", "--output", str(sampled),
-         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        [
+            exe,
+            "sample",
+            result["model_uri"],
+            "--rows",
+            "50",
+            "--seed",
+            "3",
+            "--output",
+            str(sampled),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = pq.read_table(sampled)

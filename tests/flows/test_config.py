@@ -30,10 +30,14 @@ def test_minimal_config_gets_documented_defaults():
         ({**MINIMAL, "data": {"path": "x", "schema": {"a": "blob"}}}, "data.schema.a"),
         ({**MINIMAL, "generator": {"name": "nope"}}, "generator.name: unknown generator 'nope'"),
         ({**MINIMAL, "generator": {"device": "tpu"}}, "generator.device"),
-        ({**MINIMAL, "generator": {"name": "ctgan", "params": {"epochs": "x"}}},
-         "generator.params.epochs"),
-        ({**MINIMAL, "generator": {"name": "ctgan", "params": {"epoch": 3}}},
-         "generator.params.epoch: unknown parameter"),
+        (
+            {**MINIMAL, "generator": {"name": "ctgan", "params": {"epochs": "x"}}},
+            "generator.params.epochs",
+        ),
+        (
+            {**MINIMAL, "generator": {"name": "ctgan", "params": {"epoch": 3}}},
+            "generator.params.epoch: unknown parameter",
+        ),
         ({**MINIMAL, "name": "has spaces"}, "name:"),
     ],
 )

@@ -28,23 +28,40 @@ def published(tmp_path_factory, adult_slice, prefect_harness):
 
     folder = tmp_path_factory.mktemp("run")
     config_path = folder / "config.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "name": "adult-slice", "seed": 0,
-        "data": {"path": str(adult_slice), "columns": ADULT_COLUMNS, "separator": ", ",
-                 "na_values": ["?"], "target": "income"},
-        "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
-        "sample": {"rows": 300, "seed": 7},
-        "output": {"dir": str(folder / "outputs")},
-        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "adult-slice",
+                "seed": 0,
+                "data": {
+                    "path": str(adult_slice),
+                    "columns": ADULT_COLUMNS,
+                    "separator": ", ",
+                    "na_values": ["?"],
+                    "target": "income",
+                },
+                "generator": {
+                    "name": "gaussian_copula",
+                    "params": {"default_distribution": "norm"},
+                },
+                "sample": {"rows": 300, "seed": 7},
+                "output": {"dir": str(folder / "outputs")},
+                "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
+            }
+        )
+    )
     config = load_config(config_path)
     return config, synthesize(config)
 
 
 def test_publishes_parquet_with_the_input_arrow_types(published):
     config, result = published
-    _, input_arrow = read_table(config.data.path, columns=config.data.columns,
-                                separator=config.data.separator, na_values=config.data.na_values)
+    _, input_arrow = read_table(
+        config.data.path,
+        columns=config.data.columns,
+        separator=config.data.separator,
+        na_values=config.data.na_values,
+    )
     table = pq.read_table(result.output)
     assert result.status == "published"
     assert table.num_rows == config.sample.rows == result.rows
@@ -88,7 +105,9 @@ def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(published)
     artifacts = {item.path for item in client.list_artifacts(result.mlflow_run_id)}
     assert {"config.yaml", "schema.json", "preview.csv", "fidelity.json"} <= artifacts
     version = client.get_model_version_by_alias(config.name, "published")
-    assert str(version.version) == result.registered_version and version.run_id == result.mlflow_run_id
+    assert (
+        str(version.version) == result.registered_version and version.run_id == result.mlflow_run_id
+    )
 
 
 def test_registered_model_samples_rows_of_the_same_schema(published):
@@ -112,10 +131,19 @@ def test_same_config_and_seed_give_identical_output(published, prefect_harness):
 
 def test_failed_run_leaves_nothing_and_marks_mlflow_failed(write_config, tmp_path, prefect_harness):
     data = tmp_path / "with_empty_column.csv"
-    rows = ["a,b,empty"] + [f"{i},{i % 3},"for i in range(50)]
+    rows = ["a,b,empty"] + [f"{i},{i % 3}," for i in range(50)]
     data.write_text("\n".join(rows) + "\n")
-    config = load_config(write_config(data={"path": str(data), "columns": None, "separator": ",",
-                                            "na_values": [], "target": None}))
+    config = load_config(
+        write_config(
+            data={
+                "path": str(data),
+                "columns": None,
+                "separator": ",",
+                "na_values": [],
+                "target": None,
+            }
+        )
+    )
     state = synthesize(config, return_state=True)
     assert state.is_failed()
     assert "empty" in str(state.result(raise_on_failure=False))
