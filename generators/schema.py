@@ -52,7 +52,7 @@ class Column:
 
     @property
     def is_integer(self) -> bool:
-        return self.dtype in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32")
+        return pd.api.types.is_integer_dtype(pd.api.types.pandas_dtype(self.dtype))
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,15 @@ class Schema:
         )
 
     def to_model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """This schema's columns in numpy dtypes, for libraries that predate pandas' nullable ones.
+        """The frame's columns in numpy dtypes, for libraries that predate pandas' nullable ones.
 
         numeric -> float64 with NaN; boolean -> object True/False/NaN; datetime -> datetime64;
         every other kind -> object strings with NaN (so a categorical of ints stays categories).
         """
         out = {}
         for column in self.columns:
+            if column.name not in frame.columns:  # e.g. identifiers, which models never see
+                continue
             values = frame[column.name]
             if column.kind == "numeric":
                 out[column.name] = values.astype("float64")

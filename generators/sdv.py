@@ -116,9 +116,24 @@ class SDVGenerator(Generator):
     def _sample(self, n: int) -> pd.DataFrame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # SDV seeds its own copulas and transformers from this; our global seeding covers torch.
-            self.synthesizer_._set_random_state(int(np.random.randint(2**31)))
+            self._seed_synthesizer()
             return self.synthesizer_.sample(n)[TABLE]
+
+    def _seed_synthesizer(self) -> None:
+        """Derive every SDV random state from the (already seeded) global NumPy RNG.
+
+        `_set_random_state` seeds SDV's model; RDT's transformers keep their own states
+        (where missing values go, for one), which otherwise carry on from one `sample` call to
+        the next, so the same seed would give different rows. Private SDV/RDT attributes,
+        kept in this one adapter.
+        """
+        self.synthesizer_.reset_sampling()
+        self.synthesizer_._set_random_state(int(np.random.randint(2**31)))
+        hyper = self.synthesizer_._data_processor._hyper_transformer
+        for transformer in hyper.field_transformers.values():
+            if hasattr(transformer, "set_random_state"):
+                state = np.random.RandomState(int(np.random.randint(2**31)))
+                transformer.set_random_state(state, "reverse_transform")
 
     def _save(self, path: Path) -> None:
         self.synthesizer_.save(str(path / SDV_FILE))

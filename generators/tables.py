@@ -36,6 +36,14 @@ _SUFFIX_FORMATS = {
     ".ndjson": "jsonl",
     ".data": "csv",
 }
+# Parquet -> pandas nullable dtypes, so an int column with nulls stays an int column.
+_NULLABLE_TYPES = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
+    pa.float32(): pd.Float32Dtype(), pa.float64(): pd.Float64Dtype(),
+    pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(),
+}
 # A first row where at least this share of fields are plain numbers is data, not a header.
 HEADERLESS_NUMERIC_SHARE = 0.3
 
@@ -100,7 +108,7 @@ def read_table(
                 table = pq.read_table(file)
                 _check_names(file, table.column_names)
                 arrow_schema = table.schema
-                frame = table.to_pandas()
+                frame = table.to_pandas(types_mapper=_NULLABLE_TYPES.get)
             elif fmt == "jsonl":
                 frame = pd.read_json(
                     file,
