@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from generators.base import validate_params
 from generators.errors import ConfigError
-from generators.registry import generator_class
+from generators.registry import REGISTRY, generator_class
 from generators.schema import Kind
 from validation.privacy import PrivacyPolicy
 
@@ -87,6 +87,13 @@ class RunConfig(Strict):
     def _check_generator(self) -> RunConfig:
         cls = generator_class(self.generator.name)
         validate_params(cls.Params, self.generator.params, "generator.params")
+        if self.privacy.dp is not None and not cls.supports_dp:
+            able = [name for name, c in REGISTRY.items() if c.supports_dp]
+            raise ConfigError(
+                f"privacy.dp: generator '{cls.name}' cannot train under differential privacy; "
+                + (f"use one of {able}" if able else "no registered generator supports DP-SGD yet")
+                + ", or remove privacy.dp"
+            )
         if cls.modality != self.data.modality:
             raise ConfigError(
                 f"generator.name: '{cls.name}' generates {cls.modality} data but "

@@ -41,6 +41,7 @@ from generators.tables import read_table, split_holdout, write_parquet_atomic
 from validation import Report
 from validation.fidelity import fidelity_report
 from validation.privacy import PrivacyPolicy, privacy_report
+from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
 
 # Tasks take whole tables; Prefect's default cache policy would hash them on every call.
 SYNTHETIC_FILE = "synthetic.parquet"
@@ -132,9 +133,38 @@ def fit(train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path)
 
 
 @task(cache_policy=NO_CACHE)
-def sample(model_dir: Path, rows: int, seed: int) -> pd.DataFrame:
-    """Draw `rows` synthetic rows from the saved generator."""
-    return load_generator(model_dir).sample(rows, seed=seed)
+def protect(
+    train: pd.DataFrame, schema: Schema, privacy: PrivacyPolicy
+) -> tuple[pd.DataFrame, Schema, dict[str, int]]:
+    """Merge rare categories before training, when privacy.rare_category_min_count is set."""
+    if privacy.rare_category_min_count <= 1:
+        return train, schema, {}
+    return merge_rare_categories(train, schema, privacy.rare_category_min_count)
+
+
+@task(cache_policy=NO_CACHE)
+def sample(
+    model_dir: Path,
+    rows: int,
+    seed: int,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    schema: Schema,
+    privacy: PrivacyPolicy,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Draw `rows` synthetic rows from the saved generator, through the similarity filter if set.
+
+    Returns the rows and the filter's figures (threshold, rows dropped).
+    """
+    generator = load_generator(model_dir)
+    if privacy.similarity_filter_quantile is None:
+        return generator.sample(rows, seed=seed), {}
+    similarity = SimilarityFilter(train, holdout, schema, privacy.similarity_filter_quantile)
+    synthetic, dropped = sample_filtered(generator, rows, seed, similarity)
+    return synthetic, {
+        "similarity_threshold": similarity.threshold,
+        "similarity_dropped": float(dropped),
+    }
 
 
 @task(cache_policy=NO_CACHE)
@@ -200,7 +230,6 @@ def synthesize(config: RunConfig) -> RunResult:
             frame, schema = ingest(config.data)
             train, holdout = split(frame, config)
         rows = config.sample.rows or len(train)
-        schema.save(staging_dir / "schema.json")
         (staging_dir / "config.yaml").write_text(
             yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
         )
@@ -209,10 +238,15 @@ def synthesize(config: RunConfig) -> RunResult:
             f"{len(train)} train, {len(holdout)} holdout"
         )
 
+        model_train, model_schema, rare_merged = protect(train, schema, config.privacy)
         with _timed(timings, "fit_seconds"):
-            model_dir = fit(train, schema, config, staging_dir / "generator")
+            model_dir = fit(model_train, model_schema, config, staging_dir / "generator")
         with _timed(timings, "sample_seconds"):
-            synthetic = sample(model_dir, rows, config.sample_seed)
+            synthetic, protection = sample(
+                model_dir, rows, config.sample_seed, train, holdout, schema, config.privacy
+            )
+        protection["rare_category_rows_merged"] = float(sum(rare_merged.values()))
+        model_schema.save(staging_dir / "schema.json")
         timings["rows_per_second"] = rows / max(timings["sample_seconds"], 1e-9)
 
         reports = check(train, holdout, synthetic, schema, config.privacy, config.seed)
@@ -225,6 +259,7 @@ def synthesize(config: RunConfig) -> RunResult:
             "train_rows": float(len(train)),
             "holdout_rows": float(len(holdout)),
         }
+        metrics.update({f"privacy.{key}": value for key, value in protection.items()})
         for report in reports:
             metrics.update({f"{report.name}.{key}": value for key, value in report.metrics.items()})
             (staging_dir / f"{report.name}.json").write_text(
@@ -245,7 +280,8 @@ def synthesize(config: RunConfig) -> RunResult:
         final_dir = (
             run_root / run_id if status == "published" else run_root / QUARANTINE_DIR / run_id
         )
-        output = publish(synthetic, schema, staging_dir, final_dir, metadata)
+        # The published schema is the one the generator learned: it knows the rare placeholder.
+        output = publish(synthetic, model_schema, staging_dir, final_dir, metadata)
         run_dir = output.parent
         metrics["total_seconds"] = time.perf_counter() - started
 

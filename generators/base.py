@@ -89,6 +89,8 @@ class Generator(ABC):
     name: ClassVar[str]
     modality: ClassVar[str] = "table"
     Params: ClassVar[type[Params]] = Params
+    # True for generators that can train under DP-SGD (a `dp` budget passed to fit).
+    supports_dp: ClassVar[bool] = False
 
     def __init__(self, device: Device = "auto", **params: Any) -> None:
         self.device = device

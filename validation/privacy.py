@@ -166,6 +166,16 @@ def _ratio(distances: np.ndarray) -> np.ndarray:
     return np.where(second > 0, nearest / np.where(second > 0, second, 1.0), 0.0)
 
 
+class DPSettings(BaseModel):
+    """A differential-privacy budget for DP-SGD training (Opacus)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
 class PrivacyPolicy(BaseModel):
     """`privacy:` in the run config: what to measure, the thresholds, and the protections.
 
@@ -180,6 +190,17 @@ class PrivacyPolicy(BaseModel):
     membership_auc_max: float = Field(0.6, gt=0, le=1)
     ims_check: bool = Field(True, description="fail when IMS exceeds the holdout's 95% upper bound")
     override_gate: bool = Field(False, description="publish even when a check fails (recorded)")
+    rare_category_min_count: int = Field(
+        0, ge=0, description="merge categories seen fewer times than this before training; 0 = off"
+    )
+    similarity_filter_quantile: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="drop synthetic rows closer to a training row than this quantile of "
+        "holdout->train distances, and sample more; null = off",
+    )
+    dp: DPSettings | None = Field(None, description="train with DP-SGD under this budget")
 
 
 def privacy_report(

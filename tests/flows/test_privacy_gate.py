@@ -29,10 +29,13 @@ def shared_adult_slice(shared_data, tmp_path):
 def test_copy_generator_is_quarantined_and_nothing_is_published(
     write_config, shared_adult_slice, tmp_path, prefect_harness
 ):
-    config = load_config(write_config(
-        data={"path": str(shared_adult_slice)}, generator={"name": "copy", "params": {}},
-        sample={"rows": 2000},
-    ))
+    config = load_config(
+        write_config(
+            data={"path": str(shared_adult_slice)},
+            generator={"name": "copy", "params": {}},
+            sample={"rows": 2000},
+        )
+    )
     state = synthesize(config, return_state=True)
     assert state.is_failed()
     assert "quarantined" in state.message and "identical match share" in state.message
@@ -53,8 +56,11 @@ def test_copy_generator_is_quarantined_and_nothing_is_published(
 def test_override_flag_publishes_and_records_it(
     write_config, shared_adult_slice, tmp_path, capsys, prefect_harness
 ):
-    path = write_config(data={"path": str(shared_adult_slice)},
-                        generator={"name": "copy", "params": {}}, sample={"rows": 500})
+    path = write_config(
+        data={"path": str(shared_adult_slice)},
+        generator={"name": "copy", "params": {}},
+        sample={"rows": 500},
+    )
     assert main(["run", str(path), "--json"]) == EXIT_QUARANTINED
     capsys.readouterr()
     assert main(["run", str(path), "--json", "--override-privacy-gate"]) == 0
