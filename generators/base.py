@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
+from tqdm.auto import tqdm
 
 from generators.errors import ConfigError, DataError, NotFittedError
 from generators.schema import Schema
@@ -132,10 +133,14 @@ class Generator(ABC):
         if not isinstance(n, int | np.integer) or n <= 0:
             raise DataError(f"sample.rows must be a positive integer, got {n!r}")
         shards = []
-        for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
-            rows = min(SAMPLE_SHARD_ROWS, n - start)
-            with seeded(seed + 1_000_003 * index):
-                shards.append(self._sample(rows).reset_index(drop=True))
+        with tqdm(
+            total=n, unit="rows", desc=f"sampling {self.name}", disable=n <= SAMPLE_SHARD_ROWS
+        ) as progress:
+            for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
+                rows = min(SAMPLE_SHARD_ROWS, n - start)
+                with seeded(seed + 1_000_003 * index):
+                    shards.append(self._sample(rows).reset_index(drop=True))
+                progress.update(rows)
         frame = pd.concat(shards, ignore_index=True)
         for name, id_start in self._id_starts.items():
             frame[name] = _fresh_ids(id_start, n, self.schema_[name].dtype)

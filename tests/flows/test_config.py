@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from flows.config import apply_override, load_config, parse_config
 from generators.errors import ConfigError
+from tests.conftest import REPO
 
 MINIMAL = {"name": "demo", "data": {"path": "table.csv"}}
 
@@ -97,3 +100,13 @@ def test_digest_and_flat_params_follow_the_config():
     flat = first.flat()
     assert flat["data.path"] == "table.csv" and flat["generator.name"] == "gaussian_copula"
     assert flat["data.holdout_fraction"] == "0.2"
+
+
+def test_every_shipped_config_is_valid():
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
+        config = load_config(path)
+        assert config.name and config.generator.name
+    adult = load_config(REPO / "configs" / "adult.yaml")
+    assert Path(adult.data.path).is_file()  # the demo's data ships in the repo

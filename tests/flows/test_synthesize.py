@@ -122,6 +122,25 @@ def test_registered_model_samples_rows_of_the_same_schema(published):
     assert rows.equals(generator.sample(25, seed=7))
 
 
+def test_prefect_run_carries_a_markdown_summary_artifact(published):
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    config, result = published
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result.flow_run_id)])
+            )
+        )
+    summaries = [a for a in artifacts if a.type == "markdown"]
+    assert len(summaries) == 1
+    text = summaries[0].data
+    assert result.output in text and "privacy" in text and result.mlflow_run_id in text
+
+
 def test_same_config_and_seed_give_identical_output(published, prefect_harness):
     config, result = published
     again = synthesize(config)
