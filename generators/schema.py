@@ -168,7 +168,7 @@ def _conform_column(values: pd.Series, column: Column) -> pd.Series:
     if column.kind == "boolean":
         return values.astype("boolean")
     if column.kind == "datetime":
-        parsed = pd.to_datetime(values, errors="coerce")
+        parsed = _align_timezone(pd.to_datetime(values, errors="coerce"), column.dtype)
         if column.minimum is not None:
             low, high = pd.Timestamp(column.minimum), pd.Timestamp(column.maximum)
             parsed = parsed.clip(low, high)
@@ -177,6 +177,15 @@ def _conform_column(values: pd.Series, column: Column) -> pd.Series:
         strings = values.astype("string")
         return strings.where(strings.isin(column.categories)).astype(column.dtype)
     return values.astype(column.dtype)
+
+
+def _align_timezone(parsed: pd.Series, dtype: str) -> pd.Series:
+    """Give `parsed` the time zone of `dtype`; naive values are taken to be UTC (as SDV emits)."""
+    target = pd.api.types.pandas_dtype(dtype)
+    aware = isinstance(parsed.dtype, pd.DatetimeTZDtype)
+    if isinstance(target, pd.DatetimeTZDtype):
+        return (parsed if aware else parsed.dt.tz_localize("UTC")).dt.tz_convert(target.tz)
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None) if aware else parsed
 
 
 def normalize_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -229,7 +238,8 @@ def parse_datetime_strings(frame: pd.DataFrame) -> pd.DataFrame:
 def _to_datetime(values: pd.Series) -> pd.Series | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas warns when it guesses a format
-        for fmt in ("ISO8601", None):
+        # "mixed" parses each value on its own: slower, so only after the fast formats fail.
+        for fmt in ("ISO8601", None, "mixed"):
             try:
                 parsed = pd.to_datetime(values, errors="coerce", format=fmt)
             except (ValueError, TypeError, OverflowError):

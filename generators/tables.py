@@ -167,6 +167,16 @@ def read_table(
             f"list them under data.drop"
         )
     frame = normalize_dtypes(parse_datetime_strings(normalize_dtypes(frame)))
+    infinite = [
+        name for name in frame.columns
+        if pd.api.types.is_float_dtype(frame[name].dtype)
+        and np.isinf(frame[name].astype("float64").to_numpy(na_value=np.nan)).any()
+    ]
+    if infinite:
+        raise DataError(
+            f"{source}: column(s) {infinite} hold infinite values; fix them at the source, or "
+            "add 'inf' and '-inf' to data.na_values to read them as missing"
+        )
     arrow_schema = arrow_schemas[0]
     if arrow_schema is not None:
         arrow_schema = pa.schema([arrow_schema.field(name) for name in frame.columns])

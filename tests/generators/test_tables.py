@@ -381,3 +381,34 @@ def test_failed_write_leaves_no_file_and_no_temporary(
         assert not destination.exists()
         assert list(tmp_path.iterdir()) == []
 
+
+
+def test_infinite_values_are_a_data_error_naming_the_column(tmp_path) -> None:
+    path = tmp_path / "inf.csv"
+    path.write_text("v,w\n" + "".join(f"{'inf' if i == 3 else i},{i}\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"\['v'\] hold infinite values.*data.na_values"):
+        read_table(str(path))
+    frame, _ = read_table(str(path), na_values=["inf", "-inf"])
+    assert frame["v"].isna().sum() == 1
+
+
+def test_timezone_aware_parquet_round_trips_through_conform(tmp_path) -> None:
+    path = tmp_path / "tz.parquet"
+    stamps = pd.date_range("2021-03-01", periods=30, freq="h", tz="Europe/Paris")
+    pd.DataFrame({"t": stamps, "v": np.arange(30)}).to_parquet(path)
+    frame, arrow_schema = read_table(str(path))
+    schema = infer_schema(frame, arrow_schema=arrow_schema)
+    # Generators may hand back naive UTC datetimes (SDV does): conform restores the zone.
+    naive_utc = frame.assign(t=frame["t"].dt.tz_convert("UTC").dt.tz_localize(None))
+    table = schema.to_arrow(naive_utc)
+    assert table.schema.field("t").type == arrow_schema.field("t").type
+    assert table.column("t").to_pandas().equals(frame["t"])
+
+
+def test_dates_in_mixed_formats_are_parsed(tmp_path) -> None:
+    path = tmp_path / "dates.csv"
+    values = ["2020-01-15", "Feb 3 2020", "2020/03/04 10:00"] * 10
+    path.write_text("d\n" + "\n".join(values) + "\n")
+    frame, _ = read_table(str(path))
+    assert pd.api.types.is_datetime64_any_dtype(frame["d"].dtype)
+    assert frame["d"].iloc[1] == pd.Timestamp("2020-02-03")

@@ -7,6 +7,8 @@ in as "synthetic") and GaussianCopula pass the default policy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +25,9 @@ pytestmark = pytest.mark.shared_data
 @pytest.fixture(scope="module")
 def adult(shared_data):
     frame, arrow_schema = read_table(
-        str(shared_data / "adult" / "adult.data.gz"), columns=ADULT_COLUMNS, separator=", ",
+        str(shared_data / "adult" / "adult.data.gz"),
+        columns=ADULT_COLUMNS,
+        separator=", ",
         na_values=["?"],
     )
     schema = infer_schema(frame, arrow_schema=arrow_schema)
@@ -109,3 +113,12 @@ def test_wilson_upper_bound_covers_the_share(share, n):
     assert share < upper <= 1.0
     # and tightens with more trials
     assert wilson_upper(share, n * 4) < upper
+
+
+def test_hanley_mcneil_se_shrinks_with_more_rows():
+    from validation.privacy import hanley_mcneil_se
+
+    small, large = hanley_mcneil_se(0.6, 100, 100), hanley_mcneil_se(0.6, 10_000, 10_000)
+    assert 0 < large < small
+    # at AUC 0.5 with n per class, the SE is about sqrt((n1 + n2 + 1) / (12 n1 n2))
+    assert hanley_mcneil_se(0.5, 1000, 1000) == pytest.approx(math.sqrt(2001 / 12e6), rel=0.05)
