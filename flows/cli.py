@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     from flows.synthesize import RunResult, synthesize
 
     state = synthesize(config, return_state=True)
+    # Prefect logs the ephemeral server's shutdown at exit; the run's own verdict (or its
+    # error line) must stay the last thing printed.
+    logging.getLogger("prefect").setLevel(logging.WARNING)
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
         if isinstance(error, RunResult):  # quarantined: finished, but not published

@@ -34,13 +34,14 @@ from prefect.states import Failed
 
 from flows.config import DataConfig, RunConfig
 from flows.tracking import RunTracker
+from generators.base import DPBudget
 from generators.errors import SynthpipeError
 from generators.registry import load_generator, make_generator
 from generators.schema import Schema, infer_schema
 from generators.tables import read_table, split_holdout, write_parquet_atomic
 from validation import Report
 from validation.fidelity import fidelity_report
-from validation.privacy import PrivacyPolicy, privacy_report
+from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
 from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
 
 # Tasks take whole tables; Prefect's default cache policy would hash them on every call.
@@ -122,14 +123,24 @@ def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.Data
 
 
 @task(cache_policy=NO_CACHE)
-def fit(train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path) -> Path:
-    """Fit the configured generator on the training rows and save it to `model_dir`."""
+def fit(
+    train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path
+) -> tuple[Path, dict[str, float]]:
+    """Fit the configured generator (under DP-SGD when privacy.dp is set) and save it.
+
+    Returns the model folder and figures of the fit (the epsilon spent, under DP).
+    """
     generator = make_generator(
         config.generator.name, config.generator.params, config.generator.device
     )
-    generator.fit(train, schema, seed=config.seed)
+    budget = config.privacy.dp
+    dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
+    generator.fit(train, schema, seed=config.seed, dp=dp)
     generator.save(model_dir)
-    return model_dir
+    figures = {}
+    if dp is not None:
+        figures["dp_epsilon_spent"] = float(generator.epsilon_spent_)
+    return model_dir, figures
 
 
 @task(cache_policy=NO_CACHE)
@@ -175,11 +186,14 @@ def check(
     schema: Schema,
     privacy: PrivacyPolicy,
     seed: int,
+    target: str | None,
 ) -> list[Report]:
     """Every check on the synthetic table: privacy (gating) and fidelity (informational)."""
     reports = []
     if privacy.enabled:
-        reports.append(privacy_report(train, holdout, synthetic, schema, privacy, seed=seed))
+        reports.append(
+            privacy_report(train, holdout, synthetic, schema, privacy, seed=seed, target=target)
+        )
     reports.append(fidelity_report(train, holdout, synthetic, schema))
     return reports
 
@@ -228,6 +242,7 @@ def synthesize(config: RunConfig) -> RunResult:
 
         with _timed(timings, "ingest_seconds"):
             frame, schema = ingest(config.data)
+            check_policy_columns(config.privacy, schema)
             train, holdout = split(frame, config)
         rows = config.sample.rows or len(train)
         (staging_dir / "config.yaml").write_text(
@@ -240,16 +255,21 @@ def synthesize(config: RunConfig) -> RunResult:
 
         model_train, model_schema, rare_merged = protect(train, schema, config.privacy)
         with _timed(timings, "fit_seconds"):
-            model_dir = fit(model_train, model_schema, config, staging_dir / "generator")
+            model_dir, fit_figures = fit(
+                model_train, model_schema, config, staging_dir / "generator"
+            )
         with _timed(timings, "sample_seconds"):
             synthetic, protection = sample(
                 model_dir, rows, config.sample_seed, train, holdout, schema, config.privacy
             )
         protection["rare_category_rows_merged"] = float(sum(rare_merged.values()))
+        protection.update(fit_figures)
         model_schema.save(staging_dir / "schema.json")
         timings["rows_per_second"] = rows / max(timings["sample_seconds"], 1e-9)
 
-        reports = check(train, holdout, synthetic, schema, config.privacy, config.seed)
+        reports = check(
+            train, holdout, synthetic, schema, config.privacy, config.seed, config.data.target
+        )
         failures = [line for report in reports for line in report.failures]
         overridden = bool(failures) and config.privacy.override_gate
         status = "quarantined" if failures and not overridden else "published"

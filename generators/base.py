@@ -14,6 +14,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -32,6 +33,15 @@ Device = Literal["auto", "cpu", "cuda"]
 SAMPLE_SHARD_ROWS = 100_000
 GENERATOR_FILE = "generator.json"
 SCHEMA_FILE = "schema.json"
+
+
+@dataclass(frozen=True)
+class DPBudget:
+    """A differential-privacy budget for DP-SGD: spend at most epsilon at this delta."""
+
+    epsilon: float
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
 
 
 class Params(BaseModel):
@@ -102,8 +112,16 @@ class Generator(ABC):
         self.losses_: list[dict[str, float]] = []
 
     # -- public API ----------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, schema: Schema, *, seed: int = 0) -> Self:
-        """Fit on `data` (rows x the schema's columns, nullable dtypes). Returns self."""
+    def fit(
+        self, data: pd.DataFrame, schema: Schema, *, seed: int = 0, dp: DPBudget | None = None
+    ) -> Self:
+        """Fit on `data` (rows x the schema's columns, nullable dtypes). Returns self.
+
+        With `dp`, train under differential privacy (generators with `supports_dp` only).
+        """
+        if dp is not None and not self.supports_dp:
+            raise ConfigError(f"privacy.dp: generator '{self.name}' cannot train under DP-SGD")
+        self.dp_ = dp
         if len(data) == 0:
             raise DataError("cannot fit a generator on an empty table")
         missing = [name for name in schema.names if name not in data.columns]

@@ -15,6 +15,7 @@ from generators.sdv import (
     GaussianCopulaGenerator,
     TVAEGenerator,
 )
+from generators.vae import TabularVAEGenerator
 
 REGISTRY: dict[str, type[Generator]] = {
     cls.name: cls
@@ -25,6 +26,7 @@ REGISTRY: dict[str, type[Generator]] = {
         CopulaGANGenerator,
         CopyGenerator,
         UniformGenerator,
+        TabularVAEGenerator,
     )
 }
 

@@ -166,6 +166,9 @@ def _conform_column(values: pd.Series, column: Column) -> pd.Series:
             numbers = numbers.round()
         return numbers.astype(column.dtype)
     if column.kind == "boolean":
+        if not pd.api.types.is_bool_dtype(values.dtype):  # e.g. "True"/"False" labels
+            text = values.astype("string").str.lower()
+            values = text.map({"true": True, "false": False, "1": True, "0": False})
         return values.astype("boolean")
     if column.kind == "datetime":
         parsed = _align_timezone(pd.to_datetime(values, errors="coerce"), column.dtype)

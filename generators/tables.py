@@ -168,7 +168,8 @@ def read_table(
         )
     frame = normalize_dtypes(parse_datetime_strings(normalize_dtypes(frame)))
     infinite = [
-        name for name in frame.columns
+        name
+        for name in frame.columns
         if pd.api.types.is_float_dtype(frame[name].dtype)
         and np.isinf(frame[name].astype("float64").to_numpy(na_value=np.nan)).any()
     ]

@@ -29,6 +29,7 @@ MISSING = "\x00missing"
 # Block sizes keep one distance block at 2048 x 32768 float32 = 256 MiB.
 QUERY_BLOCK_ROWS = 2048
 REFERENCE_BLOCK_ROWS = 32768
+RERANK_EXTRA = 8
 
 
 @dataclass
@@ -98,6 +99,10 @@ def nearest_neighbors(
     """
     if len(reference) < k:
         raise ValueError(f"need at least {k} reference rows, got {len(reference)}")
+    # Ranking by |q|^2 + |r|^2 - 2 q.r in float32 rounds at ~1e-7 of the norms, which can put
+    # a row 1e-4 away ahead of an exact copy; search a few extra candidates and re-rank them
+    # by their exact float64 distance.
+    wide = min(k + RERANK_EXTRA, len(reference))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ref = torch.from_numpy(reference).to(device)
     ref_norms = (ref * ref).sum(1)
@@ -106,17 +111,20 @@ def nearest_neighbors(
     for q_start in range(0, len(queries), QUERY_BLOCK_ROWS):
         q = torch.from_numpy(queries[q_start : q_start + QUERY_BLOCK_ROWS]).to(device)
         q_norms = (q * q).sum(1, keepdim=True)
-        best_d = torch.full((len(q), k), float("inf"), device=device)
-        best_i = torch.zeros((len(q), k), dtype=torch.long, device=device)
+        best_d = torch.full((len(q), wide), float("inf"), device=device)
+        best_i = torch.zeros((len(q), wide), dtype=torch.long, device=device)
         for r_start in range(0, len(ref), REFERENCE_BLOCK_ROWS):
             block = ref[r_start : r_start + REFERENCE_BLOCK_ROWS]
             squared = q_norms + ref_norms[r_start : r_start + len(block)] - 2.0 * (q @ block.T)
-            kk = min(k, len(block))
-            d, i = torch.topk(squared, kk, dim=1, largest=False)
+            d, i = torch.topk(squared, min(wide, len(block)), dim=1, largest=False)
             merged_d = torch.cat([best_d, d], 1)
             merged_i = torch.cat([best_i, i + r_start], 1)
-            order = torch.topk(merged_d, k, dim=1, largest=False).indices
+            order = torch.topk(merged_d, wide, dim=1, largest=False).indices
             best_d, best_i = merged_d.gather(1, order), merged_i.gather(1, order)
+        # candidates: (queries, wide, features) in float64, exact distances, keep the k best
+        exact = ((q.double()[:, None, :] - ref[best_i].double()) ** 2).sum(2)
+        exact, order = torch.sort(exact, dim=1, stable=True)
+        best_d, best_i = exact[:, :k], best_i.gather(1, order[:, :k])
         distances = torch.sqrt(best_d.clamp_min(0) / max(n_columns, 1))
         out_d[q_start : q_start + len(q)] = distances.cpu().numpy()
         out_i[q_start : q_start + len(q)] = best_i.cpu().numpy()

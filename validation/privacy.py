@@ -15,6 +15,9 @@ present = 1). Each figure names the definition it follows:
   train than holdout means synthetic rows sit unusually close to specific training rows.
 - dcr_baseline_protection (SDMetrics' DCRBaselineProtection): median synthetic->train DCR
   over median uniform-random->train DCR, capped at 1. 1 = as far from real rows as noise.
+- attacks (anonymeter, Giomi et al. 2023; re-implemented in validation/attacks.py and
+  compared with anonymeter by benchmarks/anonymeter_check.py): singling-out (univariate and
+  multivariate), linkability and attribute-inference risks with 95% intervals.
 - membership_auc: a distance-based membership attack; score a real row by minus its
   distance to the nearest synthetic row, and take the ROC AUC of telling training rows
   from holdout rows. 0.5 = no signal.
@@ -35,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from generators.baseline import UniformGenerator
 from generators.errors import DataError
 from generators.schema import Schema
+from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
 from validation.report import Report
 
@@ -83,7 +87,11 @@ def privacy_metrics(
     ties = (syn_to_train[:, 0] == syn_to_holdout[:, 0]).mean()
     dcr_share = float(closer + 0.5 * ties)
     n_syn = len(synthetic_sample)
-    half_width = Z95 * math.sqrt(max(dcr_share * (1 - dcr_share), 1e-12) / n_syn)
+    # The share varies with the synthetic rows and with which real rows were drawn as the
+    # references; counting only the smaller of the two keeps the interval honest for tiny
+    # holdouts (where the reference draw dominates).
+    n_effective = min(n_syn, size)
+    half_width = Z95 * math.sqrt(max(dcr_share * (1 - dcr_share), 1e-12) / n_effective)
 
     measured = Schema(tuple(c for c in schema.columns if c.kind != "text"), schema.arrow_schema)
     uniform = UniformGenerator().fit(train[measured.names], measured, seed=seed)
@@ -203,6 +211,70 @@ class PrivacyPolicy(BaseModel):
         "holdout->train distances, and sample more; null = off",
     )
     dp: DPSettings | None = Field(None, description="train with DP-SGD under this budget")
+    attacks: bool = Field(True, description="run the anonymeter-style attacks")
+    n_attacks: int = Field(500, ge=10, description="target rows per attack (capped at the holdout)")
+    attack_risk_max: float = Field(0.1, gt=0, le=1)
+    quasi_identifiers: list[str] = Field(
+        default_factory=list, description="columns an attacker knows; default: every usable one"
+    )
+    secrets: list[str] = Field(
+        default_factory=list, description="columns inferred from the others; default: data.target"
+    )
+
+
+def check_policy_columns(policy: PrivacyPolicy, schema: Schema) -> None:
+    """Fail before training when the policy names columns the table does not have."""
+    for key in ("quasi_identifiers", "secrets"):
+        named = getattr(policy, key)
+        missing = [name for name in named if name not in schema.names]
+        if missing:
+            raise DataError(
+                f"privacy.{key}: column(s) {missing} are not in the table; "
+                f"columns are {schema.names}"
+            )
+        unusable = [name for name in named if schema[name].kind in ("id", "text")]
+        if unusable:
+            raise DataError(
+                f"privacy.{key}: column(s) {unusable} are identifiers or free text, which the "
+                "attacks do not use; list other columns"
+            )
+
+
+def attack_risks(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    policy: PrivacyPolicy,
+    *,
+    secrets: list[str],
+    seed: int = 0,
+) -> dict[str, RiskEstimate]:
+    """The anonymeter-style attacks, by name.
+
+    Singling out (univariate and multivariate) always; linkability between two halves of
+    the quasi-identifiers (alternating, so both halves mix kinds); inference of each secret
+    from the quasi-identifiers.
+    """
+    usable = [c.name for c in schema.columns if c.kind not in ("id", "text")]
+    quasi = policy.quasi_identifiers or usable
+    common = {"n_attacks": policy.n_attacks, "seed": seed}
+    risks = {}
+    for mode in ("univariate", "multivariate"):
+        risks[f"singling_out_{mode}"] = singling_out_risk(
+            train, holdout, synthetic, schema, mode=mode, **common
+        )
+    if len(quasi) >= 2:
+        risks["linkability"] = linkability_risk(
+            train, holdout, synthetic, schema, aux_columns=(quasi[0::2], quasi[1::2]), **common
+        )
+    for secret in secrets:
+        aux = [name for name in quasi if name != secret]
+        if aux:
+            risks[f"inference_{secret}"] = inference_risk(
+                train, holdout, synthetic, schema, secret=secret, aux_columns=aux, **common
+            )
+    return risks
 
 
 def privacy_report(
@@ -213,11 +285,28 @@ def privacy_report(
     policy: PrivacyPolicy,
     *,
     seed: int = 0,
+    target: str | None = None,
 ) -> Report:
-    """Measure, then judge against the policy; every failed rule is one readable line."""
+    """Measure, then judge against the policy; every failed rule is one readable line.
+
+    `target` (data.target) is the default secret of the inference attack.
+    """
     metrics, details = privacy_metrics(
         train, holdout, synthetic, schema, max_rows=policy.max_rows, seed=seed
     )
+    risks = {}
+    if policy.attacks:
+        secrets = policy.secrets or ([target] if target in schema.names else [])
+        risks = attack_risks(train, holdout, synthetic, schema, policy, secrets=secrets, seed=seed)
+    for name, risk in risks.items():
+        metrics.update(
+            {
+                f"{name}.risk": risk.risk,
+                f"{name}.ci_low": risk.ci_low,
+                f"{name}.ci_high": risk.ci_high,
+            }
+        )
+        details[name] = risk.to_dict()
     failures = []
     # A figure fails only when it is over its limit AND its 95% interval excludes the
     # no-signal value (0.5): on small tables sampling noise alone crosses the limits.
@@ -242,9 +331,16 @@ def privacy_report(
     if policy.ims_check and metrics["ims"] > ims_bound:
         failures.append(
             f"identical match share {metrics['ims']:.4f} > {ims_bound:.4f} (the holdout's "
-            "95% upper "
-            "bound): the synthetic data repeats training rows"
+            "95% upper bound): the synthetic data repeats training rows"
         )
+    # Attack risks gate on the point estimate when it is significant (CI above 0): at typical
+    # holdout sizes the upper bounds are too wide to gate on (see validation/attacks.py).
+    for name, risk in risks.items():
+        if risk.risk > policy.attack_risk_max and risk.ci_low > 0:
+            failures.append(
+                f"{name.replace('_', ' ')} risk {risk.risk:.3f} (95% CI {risk.ci_low:.3f}-"
+                f"{risk.ci_high:.3f}) > {policy.attack_risk_max}"
+            )
     return Report(
         name="privacy", passed=not failures, metrics=metrics, details=details, failures=failures
     )

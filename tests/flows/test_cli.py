@@ -139,6 +139,19 @@ def test_installed_command_runs_and_samples_from_the_logged_model(tmp_path, writ
         assert result[key], key
     published = pq.read_table(result["output"])
 
+    # A data error inside the flow: the error line must stay the last line printed, after
+    # whatever Prefect logs while its ephemeral server shuts down.
+    done = subprocess.run(
+        [exe, "run", str(write_config()), "--set", f"data.path={tmp_path / 'absent.csv'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: data.path: file not found")
+
     sampled = tmp_path / "sampled.parquet"
     done = subprocess.run(
         [

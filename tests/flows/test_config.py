@@ -42,6 +42,8 @@ def test_minimal_config_gets_documented_defaults():
             "generator.params.epoch: unknown parameter",
         ),
         ({**MINIMAL, "name": "has spaces"}, "name:"),
+        ({**MINIMAL, "privacy": {"dp": {"epsilon": 1}}}, "privacy.dp: generator 'gaussian_copula'"),
+        ({**MINIMAL, "privacy": {"dp": {"epsilon": -1}, "generator": 1}}, "privacy.dp.epsilon"),
     ],
 )
 def test_invalid_configs_name_the_key(raw, expected):
@@ -49,6 +51,13 @@ def test_invalid_configs_name_the_key(raw, expected):
         parse_config(raw)
     assert expected in str(error.value)
     assert "\n" not in str(error.value)  # one line for the CLI
+
+
+def test_dp_budget_is_accepted_for_a_generator_that_supports_it():
+    config = parse_config(
+        {**MINIMAL, "generator": {"name": "vae"}, "privacy": {"dp": {"epsilon": 3}}}
+    )
+    assert config.privacy.dp.epsilon == 3 and config.privacy.dp.delta == 1e-5
 
 
 def test_overrides_are_parsed_as_yaml_values():

@@ -172,3 +172,21 @@ def test_failed_run_leaves_nothing_and_marks_mlflow_failed(write_config, tmp_pat
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert runs and runs[0].info.status == "FAILED"
     assert "empty" in runs[0].data.tags["synthpipe.error"]
+
+
+def test_dp_run_trains_under_budget_and_logs_epsilon(write_config, tmp_path, prefect_harness):
+    config = load_config(
+        write_config(
+            generator={
+                "name": "vae",
+                "params": {"epochs": 2, "batch_size": 50, "latent_dim": 4, "hidden_dims": [16]},
+            },
+            privacy={"dp": {"epsilon": 1.5}},
+        )
+    )
+    result = synthesize(config)
+    spent = result.metrics["privacy.dp_epsilon_spent"]
+    assert 0 < spent <= 1.5 + 1e-6
+    run = MlflowClient(config.tracking.uri).get_run(result.mlflow_run_id)
+    assert run.data.metrics["privacy.dp_epsilon_spent"] == pytest.approx(spent)
+    assert run.data.params["privacy.dp.epsilon"] == "1.5"

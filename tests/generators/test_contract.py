@@ -49,6 +49,7 @@ TINY: dict[str, tuple[dict[str, Any], str]] = {
     "tvae": (_TVAE, "support"),
     "copy": ({}, "marginals"),
     "uniform": ({}, "support"),
+    "vae": ({"epochs": 3, "batch_size": 100, "latent_dim": 8, "hidden_dims": (32,)}, "support"),
 }
 NAMES = sorted(REGISTRY)
 FIT_SEED = 3
@@ -117,8 +118,11 @@ def test_different_seeds_give_different_frames(fitted: Fitted) -> None:
     other = fitted.generator.sample(200, seed=12)
     assert not first.equals(other)
     # Not merely a reshuffle of the same rows: the draws themselves differ.
-    assert not first["income"].sort_values().reset_index(drop=True).equals(
-        other["income"].sort_values().reset_index(drop=True)
+    assert (
+        not first["income"]
+        .sort_values()
+        .reset_index(drop=True)
+        .equals(other["income"].sort_values().reset_index(drop=True))
     )
 
 

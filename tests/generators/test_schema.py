@@ -152,8 +152,13 @@ def test_normalize_dtypes_moves_numpy_dtypes_to_nullable_ones() -> None:
     )
     out = normalize_dtypes(frame)
     assert {name: str(dtype) for name, dtype in out.dtypes.items()} == {
-        "i": "Int32", "u": "UInt16", "f": "Float64", "whole": "Float64",
-        "s": "string", "b": "boolean", "c": "string",
+        "i": "Int32",
+        "u": "UInt16",
+        "f": "Float64",
+        "whole": "Float64",
+        "s": "string",
+        "b": "boolean",
+        "c": "string",
     }
     assert out["f"].isna().tolist() == [False, True, False]
 
@@ -166,8 +171,14 @@ def test_iso_strings_become_datetimes_and_numbers_do_not() -> None:
         {
             "day": pd.array(["2020-01-05", "2021-03-17", None, "2019-12-31"], dtype="string"),
             "stamp": pd.array(
-                ["2020-01-05T10:11:12", "2020-01-06T00:00:00", "2020-02-01T23:59:59",
-                 "2020-03-01T08:00:00"], dtype="string"),
+                [
+                    "2020-01-05T10:11:12",
+                    "2020-01-06T00:00:00",
+                    "2020-02-01T23:59:59",
+                    "2020-03-01T08:00:00",
+                ],
+                dtype="string",
+            ),
             "year": pd.array(["2019", "2020", "2021", "2018"], dtype="string"),
             "small": pd.array(["17", "4", "12.5", "9"], dtype="string"),
             "word": pd.array(["red", "green", "blue", "red"], dtype="string"),
@@ -291,8 +302,9 @@ def test_to_arrow_keeps_the_input_arrow_types() -> None:
             "count": pa.array([1, 5, 4, 9], pa.int32()),
             "small": pa.array([-3, 0, 2, 7], pa.int16()),
             "ratio": pa.array([0.5, 0.25, 1.0, None], pa.float32()),
-            "when": pa.array([1_577_836_800_000, None, 1_578_009_600_000, 1_578_096_000_000],
-                             pa.timestamp("ms")),
+            "when": pa.array(
+                [1_577_836_800_000, None, 1_578_009_600_000, 1_578_096_000_000], pa.timestamp("ms")
+            ),
             "label": pa.array(["a", "b", None, "a"]),
             "flag": pa.array([True, False, None, True]),
         },
@@ -334,8 +346,12 @@ def test_schema_save_load_round_trip(tmp_path, mixed_schema: Schema) -> None:
 def test_schema_round_trip_keeps_narrow_arrow_types(tmp_path) -> None:
     arrow_schema = pa.schema([("n", pa.int32()), ("t", pa.timestamp("ms"))])
     frame = pd.DataFrame(
-        {"n": pd.array([1, 2, 3], dtype="Int32"),
-         "t": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]).astype("datetime64[ms]")}
+        {
+            "n": pd.array([1, 2, 3], dtype="Int32"),
+            "t": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]).astype(
+                "datetime64[ms]"
+            ),
+        }
     )
     schema = infer_schema(frame, arrow_schema=arrow_schema)
     schema.save(tmp_path / "s.json")

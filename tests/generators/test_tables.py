@@ -33,8 +33,11 @@ def test_csv_with_header(tmp_path) -> None:
     frame, arrow_schema = read_table(str(path))
     assert list(frame.columns) == ["name", "age", "score", "joined", "member"]
     assert {k: str(v) for k, v in frame.dtypes.items()} == {
-        "name": "string", "age": "Int64", "score": "Float64",
-        "joined": "datetime64[ns]", "member": "boolean",
+        "name": "string",
+        "age": "Int64",
+        "score": "Float64",
+        "joined": "datetime64[ns]",
+        "member": "boolean",
     }
     assert frame["age"].isna().tolist() == [False, True, False]
     assert frame["joined"].iloc[1] == pd.Timestamp("2021-07-30")
@@ -135,13 +138,13 @@ def test_glob_with_differing_headers_is_a_data_error(tmp_path) -> None:
 def test_adult_style_separator_and_na_values(tmp_path) -> None:
     path = _write(
         tmp_path / "adult.data",
-        "39, State-gov, 77516, Bachelors\n"
-        "50, ?, 83311, HS-grad\n"
-        "38, Private, ?, HS-grad\n",
+        "39, State-gov, 77516, Bachelors\n50, ?, 83311, HS-grad\n38, Private, ?, HS-grad\n",
     )
     frame, _ = read_table(
-        str(path), columns=["age", "workclass", "fnlwgt", "education"],
-        separator=", ", na_values=["?"],
+        str(path),
+        columns=["age", "workclass", "fnlwgt", "education"],
+        separator=", ",
+        na_values=["?"],
     )
     assert frame["workclass"].tolist()[0] == "State-gov"  # no leading space
     assert frame["workclass"].isna().tolist() == [False, True, False]
@@ -191,8 +194,9 @@ def test_parquet_keeps_its_arrow_types(tmp_path) -> None:
     table = pa.table(
         {
             "n": pa.array([3, 1, 2, 7], pa.int32()),
-            "t": pa.array([1_577_836_800_000, 1_577_923_200_000, None, 1_578_096_000_000],
-                          pa.timestamp("ms")),
+            "t": pa.array(
+                [1_577_836_800_000, 1_577_923_200_000, None, 1_578_096_000_000], pa.timestamp("ms")
+            ),
             "x": pa.array([0.5, None, 1.5, 2.0], pa.float32()),
             "s": pa.array(["a", "b", None, "a"]),
         },
@@ -239,8 +243,11 @@ def test_jsonl(tmp_path) -> None:
     frame, arrow_schema = read_table(str(path))
     assert list(frame.columns) == ["id", "city", "temp", "day", "rain"]
     assert {k: str(v) for k, v in frame.dtypes.items()} == {
-        "id": "Int64", "city": "string", "temp": "Float64",
-        "day": "datetime64[ns]", "rain": "boolean",
+        "id": "Int64",
+        "city": "string",
+        "temp": "Float64",
+        "day": "datetime64[ns]",
+        "rain": "boolean",
     }
     assert frame["temp"].isna().tolist() == [False, True, False]
     assert frame["city"].isna().tolist() == [False, False, True]
@@ -315,9 +322,7 @@ def test_unstratified_split_can_unbalance_what_stratified_keeps() -> None:
     """The stratified check above must be able to fail: a rare class of 5 in 100 rows
     lands in a 20-row plain holdout 0..5 times, but always exactly once when stratified."""
     frame = pd.DataFrame({"y": ["rare"] * 5 + ["common"] * 95, "x": np.arange(100)})
-    plain = {
-        int((split_holdout(frame, 0.2, seed=s)[1]["y"] == "rare").sum()) for s in range(30)
-    }
+    plain = {int((split_holdout(frame, 0.2, seed=s)[1]["y"] == "rare").sum()) for s in range(30)}
     stratified = {
         int((split_holdout(frame, 0.2, seed=s, target="y")[1]["y"] == "rare").sum())
         for s in range(30)
@@ -380,7 +385,6 @@ def test_failed_write_leaves_no_file_and_no_temporary(
     else:
         assert not destination.exists()
         assert list(tmp_path.iterdir()) == []
-
 
 
 def test_infinite_values_are_a_data_error_naming_the_column(tmp_path) -> None:

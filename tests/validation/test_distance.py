@@ -21,8 +21,14 @@ def test_each_column_contributes_as_documented():
     train = _frame([{"x": 0.0, "c": "a"}, {"x": 10.0, "c": "b"}, {"x": 5.0, "c": "a"}])
     schema = infer_schema(train)
     encoder = DistanceEncoder.fit(train, schema)
-    probe = _frame([{"x": 0.0, "c": "a"}, {"x": 10.0, "c": "a"}, {"x": 0.0, "c": "b"},
-                    {"x": 0.0, "c": "never seen"}])
+    probe = _frame(
+        [
+            {"x": 0.0, "c": "a"},
+            {"x": 10.0, "c": "a"},
+            {"x": 0.0, "c": "b"},
+            {"x": 0.0, "c": "never seen"},
+        ]
+    )
     probe.loc[4] = [pd.NA, "a"]
     features = encoder.transform(probe)
     squared = ((features[1:] - features[0]) ** 2).sum(1)
@@ -51,3 +57,16 @@ def test_distance_is_normalised_by_the_number_of_columns():
     reference = np.ones((1, 4), dtype=np.float32)
     found, _ = nearest_neighbors(queries, reference, 1, n_columns=4, device="cpu")
     assert found[0, 0] == pytest.approx(math.sqrt(4 / 4))
+
+
+def test_exact_copy_ranks_ahead_of_a_near_duplicate():
+    # Large norms make float32's |q|^2 + |r|^2 - 2 q.r round by more than the 1e-4 gap.
+    rng = np.random.default_rng(1)
+    reference = (rng.normal(size=(200, 60)) * 30).astype(np.float32)
+    near = reference.copy()
+    near[:, 0] += 1e-3
+    reference = np.vstack([near, reference])  # the near duplicates come first
+    queries = reference[200:].copy()
+    found_d, found_i = nearest_neighbors(queries, reference, 1, n_columns=60, device="cpu")
+    np.testing.assert_array_equal(found_i[:, 0], np.arange(200, 400))
+    assert (found_d[:, 0] == 0).all()

@@ -164,20 +164,16 @@ def test_constant_columns_break_column_shapes(split, fidelity_schema: Schema) ->
         if column.kind in ("numeric", "datetime"):
             floor = 1 - 1.95 * math.sqrt((n_t + n_h) / (n_t * n_h))
         elif column.kind in ("categorical", "boolean"):
-            shares = train[column.name].astype("string").fillna("<missing>").value_counts(
-                normalize=True
+            shares = (
+                train[column.name].astype("string").fillna("<missing>").value_counts(normalize=True)
             )
-            floor = 1 - 0.5 * sum(
-                4 * math.sqrt(p * (1 - p) * (1 / n_t + 1 / n_h)) for p in shares
-            )
+            floor = 1 - 0.5 * sum(4 * math.sqrt(p * (1 - p) * (1 / n_t + 1 / n_h)) for p in shares)
         else:
             continue
         assert scores[column.name] >= floor, (column.name, scores[column.name], floor)
 
 
-def test_correlation_similarity_needs_two_numeric_columns(
-    split, fidelity_schema: Schema
-) -> None:
+def test_correlation_similarity_needs_two_numeric_columns(split, fidelity_schema: Schema) -> None:
     train, holdout = split
     one_numeric = Schema(
         tuple(c for c in fidelity_schema.columns if c.name != "income"),
