@@ -286,6 +286,9 @@ def synthesize(config: RunConfig) -> RunResult:
                 json.dumps(report.to_dict(), indent=2, default=str)
             )
         synthetic.head(PREVIEW_ROWS).to_csv(staging_dir / "preview.csv", index=False)
+        (staging_dir / "report.md").write_text(
+            "\n\n".join(report.to_markdown() for report in reports) + "\n"
+        )
 
         metadata = {
             "synthpipe.run_id": run_id,
@@ -355,7 +358,8 @@ def track(
     losses = load_generator(run_dir / "generator").losses_
     tracker.log_metrics(result.metrics)
     tracker.log_losses(losses)
-    for name in ("config.yaml", "schema.json", "preview.csv", *(f"{r.name}.json" for r in reports)):
+    reports_files = [f"{r.name}.json" for r in reports]
+    for name in ("config.yaml", "schema.json", "preview.csv", "report.md", *reports_files):
         tracker.log_artifact(run_dir / name)
     registered_name = config.name if config.tracking.register_model else None
     model_uri, version_number = tracker.log_generator(run_dir / "generator", registered_name)

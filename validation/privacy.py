@@ -43,6 +43,18 @@ from validation.distance import DistanceEncoder, nearest_neighbors
 from validation.report import Report
 
 MIN_ROWS_FOR_PRIVACY = 10
+# Which published definition each figure follows; stored in every privacy report.
+DEFINITIONS = {
+    "dcr_share": "mostlyai-qa DCR share (equal-size train/holdout samples, ties count half)",
+    "ims": "identical match share (SDMetrics-style), baseline: the holdout's own share",
+    "nndr_p05_train": "mostlyai-qa NNDR, 5th percentile, synthetic->train",
+    "nndr_p05_holdout": "mostlyai-qa NNDR, 5th percentile, synthetic->holdout",
+    "dcr_baseline_protection": "SDMetrics DCRBaselineProtection (vs uniform noise, capped at 1)",
+    "membership_auc": "distance-based membership inference, ROC AUC train vs holdout",
+    "singling_out_*": "anonymeter SinglingOutEvaluator (Giomi et al., PETS 2023)",
+    "linkability": "anonymeter LinkabilityEvaluator",
+    "inference_*": "anonymeter InferenceEvaluator",
+}
 Z95 = 1.959964
 
 
@@ -127,6 +139,7 @@ def privacy_metrics(
     }
     details = {
         "distance": "Euclidean over range-scaled numerics and 0/1 categoricals",
+        "definitions": DEFINITIONS,
         "sample_sizes": {
             "train": len(train_sample),
             "holdout": len(holdout_sample),

@@ -87,7 +87,16 @@ def test_run_folder_layout(published):
     config, result = published
     run_dir = Path(result.output).parent
     assert run_dir.name == result.mlflow_run_id and run_dir.parent.name == config.name
-    for name in ("config.yaml", "schema.json", "preview.csv", "fidelity.json", "generator"):
+    files = (
+        "config.yaml",
+        "schema.json",
+        "preview.csv",
+        "report.md",
+        "privacy.json",
+        "fidelity.json",
+        "generator",
+    )
+    for name in files:
         assert (run_dir / name).exists(), name
     assert not (run_dir.parent / ".staging" / result.mlflow_run_id).exists()
 
@@ -103,7 +112,17 @@ def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(published)
         assert metric in run.data.metrics, metric
     assert run.data.tags["synthpipe.flow_run_id"] == result.flow_run_id
     artifacts = {item.path for item in client.list_artifacts(result.mlflow_run_id)}
-    assert {"config.yaml", "schema.json", "preview.csv", "fidelity.json"} <= artifacts
+    assert {
+        "config.yaml",
+        "schema.json",
+        "preview.csv",
+        "report.md",
+        "privacy.json",
+        "fidelity.json",
+    } <= artifacts
+    report = json.loads((Path(result.output).parent / "privacy.json").read_text())
+    assert report["details"]["definitions"]["dcr_share"].startswith("mostlyai-qa")
+    assert report["metrics"]["dcr_share"] == run.data.metrics["privacy.dcr_share"]
     version = client.get_model_version_by_alias(config.name, "published")
     assert (
         str(version.version) == result.registered_version and version.run_id == result.mlflow_run_id
