@@ -29,6 +29,8 @@ records the sample sizes and a 95% interval for the DCR share.
 from __future__ import annotations
 
 import math
+import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -262,32 +264,38 @@ def attack_risks(
     *,
     secrets: list[str],
     seed: int = 0,
-) -> dict[str, RiskEstimate]:
-    """The anonymeter-style attacks, by name.
+) -> tuple[dict[str, RiskEstimate], dict[str, list[str]]]:
+    """The anonymeter-style attacks: (risk by name, the attacks' caveats by name).
 
     Singling out (univariate and multivariate) always; linkability between two halves of
     the quasi-identifiers (alternating, so both halves mix kinds); inference of each secret
-    from the quasi-identifiers.
+    from the quasi-identifiers. Caveats (e.g. "attack no better than baseline") go into
+    the report rather than onto the console.
     """
     usable = [c.name for c in schema.columns if c.kind not in ("id", "text")]
     quasi = policy.quasi_identifiers or usable
+    frames = (train, holdout, synthetic, schema)
     common = {"n_attacks": policy.n_attacks, "seed": seed}
-    risks = {}
-    for mode in ("univariate", "multivariate"):
-        risks[f"singling_out_{mode}"] = singling_out_risk(
-            train, holdout, synthetic, schema, mode=mode, **common
-        )
+    attacks = {
+        f"singling_out_{mode}": partial(singling_out_risk, *frames, mode=mode, **common)
+        for mode in ("univariate", "multivariate")
+    }
     if len(quasi) >= 2:
-        risks["linkability"] = linkability_risk(
-            train, holdout, synthetic, schema, aux_columns=(quasi[0::2], quasi[1::2]), **common
-        )
+        halves = (quasi[0::2], quasi[1::2])
+        attacks["linkability"] = partial(linkability_risk, *frames, aux_columns=halves, **common)
     for secret in secrets:
         aux = [name for name in quasi if name != secret]
         if aux:
-            risks[f"inference_{secret}"] = inference_risk(
-                train, holdout, synthetic, schema, secret=secret, aux_columns=aux, **common
+            attacks[f"inference_{secret}"] = partial(
+                inference_risk, *frames, secret=secret, aux_columns=aux, **common
             )
-    return risks
+    risks, notes = {}, {}
+    for name, attack in attacks.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            risks[name] = attack()
+        notes[name] = [str(w.message) for w in caught]
+    return risks, notes
 
 
 def privacy_report(
@@ -310,7 +318,9 @@ def privacy_report(
     risks = {}
     if policy.attacks:
         secrets = policy.secrets or ([target] if target in schema.names else [])
-        risks = attack_risks(train, holdout, synthetic, schema, policy, secrets=secrets, seed=seed)
+        risks, notes = attack_risks(
+            train, holdout, synthetic, schema, policy, secrets=secrets, seed=seed
+        )
     for name, risk in risks.items():
         metrics.update(
             {
@@ -319,7 +329,7 @@ def privacy_report(
                 f"{name}.ci_high": risk.ci_high,
             }
         )
-        details[name] = risk.to_dict()
+        details[name] = {**risk.to_dict(), "notes": notes[name]}
     failures = []
     # A figure fails only when it is over its limit AND its 95% interval excludes the
     # no-signal value (0.5): on small tables sampling noise alone crosses the limits.
