@@ -34,7 +34,7 @@ from prefect.states import Failed
 
 from flows.config import DataConfig, RunConfig
 from flows.tracking import RunTracker
-from generators.base import DPBudget
+from generators.base import GENERATOR_FILE, DPBudget
 from generators.errors import SynthpipeError
 from generators.registry import load_generator, make_generator
 from generators.schema import Schema, infer_schema
@@ -201,15 +201,18 @@ def check(
 @task(
     retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
 )
-def publish(
-    synthetic: pd.DataFrame,
-    schema: Schema,
-    staging_dir: Path,
-    final_dir: Path,
-    metadata: dict[str, str],
+def write_output(
+    synthetic: pd.DataFrame, schema: Schema, staging_dir: Path, metadata: dict[str, str]
 ) -> Path:
-    """Write the Parquet file into staging, then move the whole run folder into place."""
-    write_parquet_atomic(schema.to_arrow(synthetic), staging_dir / SYNTHETIC_FILE, metadata)
+    """Write the synthetic table as Parquet, with the input's Arrow types, into staging."""
+    return write_parquet_atomic(schema.to_arrow(synthetic), staging_dir / SYNTHETIC_FILE, metadata)
+
+
+@task(
+    retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
+)
+def publish(staging_dir: Path, final_dir: Path) -> Path:
+    """Move the complete run folder into place in one rename: the last step of a run."""
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     staging_dir.rename(final_dir)
     return final_dir / SYNTHETIC_FILE
@@ -304,13 +307,12 @@ def synthesize(config: RunConfig) -> RunResult:
             run_root / run_id if status == "published" else run_root / QUARANTINE_DIR / run_id
         )
         # The published schema is the one the generator learned: it knows the rare placeholder.
-        output = publish(synthetic, model_schema, staging_dir, final_dir, metadata)
-        run_dir = output.parent
+        write_output(synthetic, model_schema, staging_dir, metadata)
         metrics["total_seconds"] = time.perf_counter() - started
 
         result = RunResult(
             status=status,
-            output=str(output),
+            output=str(final_dir / SYNTHETIC_FILE),
             rows=len(synthetic),
             generator=config.generator.name,
             modality=config.data.modality,
@@ -318,8 +320,10 @@ def synthesize(config: RunConfig) -> RunResult:
             mlflow_run_id=run_id,
             flow_run_id=str(flow_run_id),
         )
+        # Everything is logged from staging; only then does the run folder move into place,
+        # so a tracking failure leaves nothing on the published (or quarantine) path.
         result.model_uri, result.registered_model, result.registered_version = track(
-            tracker.uri, run_id, config, run_dir, reports, result
+            tracker.uri, run_id, config, staging_dir, reports, result
         )
         tracker.set_tags(
             {
@@ -328,11 +332,12 @@ def synthesize(config: RunConfig) -> RunResult:
             }
         )
         _summary_artifact(config, result, reports)
+        publish(staging_dir, final_dir)
         tracker.end("FINISHED")
         if status == "quarantined":
             # The Prefect run fails with the reasons; the result still travels with the state.
             reasons = "; ".join(failures)
-            return Failed(message=f"quarantined at {output.parent}: {reasons}", data=result)
+            return Failed(message=f"quarantined at {final_dir}: {reasons}", data=result)
         return result
     except BaseException as error:
         tracker.set_tags({"synthpipe.status": "failed", "synthpipe.error": str(error)[:5000]})
@@ -341,7 +346,8 @@ def synthesize(config: RunConfig) -> RunResult:
         raise
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+# No retries: logging a model twice would register two versions.
+@task(cache_policy=NO_CACHE)
 def track(
     tracking_uri: str,
     run_id: str,
@@ -349,24 +355,27 @@ def track(
     run_dir: Path,
     reports: list[Report],
     result: RunResult,
-) -> tuple[str, str | None, str | None]:
-    """Log metrics, losses, artifacts and the pyfunc model; register it under the config's name.
+) -> tuple[str | None, str | None, str | None]:
+    """Log metrics, losses and artifacts; for a published run, also the pyfunc model,
+    registered under the config's name with the alias `published`.
 
-    Returns (model URI, registered name, registered version).
+    A quarantined run logs its reports only: no preview rows and no model, so MLflow cannot
+    hand out data the gate rejected. Returns (model URI, registered name, version).
     """
     tracker = RunTracker.resume(tracking_uri, run_id)
-    losses = load_generator(run_dir / "generator").losses_
     tracker.log_metrics(result.metrics)
-    tracker.log_losses(losses)
-    reports_files = [f"{r.name}.json" for r in reports]
-    for name in ("config.yaml", "schema.json", "preview.csv", "report.md", *reports_files):
+    tracker.log_losses(json.loads((run_dir / "generator" / GENERATOR_FILE).read_text())["losses"])
+    published = result.status == "published"
+    names = ["config.yaml", "schema.json", "report.md", *(f"{r.name}.json" for r in reports)]
+    for name in names + (["preview.csv"] if published else []):
         tracker.log_artifact(run_dir / name)
+    tracker.set_tags({"synthpipe.status": result.status, "synthpipe.output": result.output or ""})
+    if not published:
+        return None, None, None
     registered_name = config.name if config.tracking.register_model else None
     model_uri, version_number = tracker.log_generator(run_dir / "generator", registered_name)
-    if registered_name and version_number and result.status == "published":
+    if registered_name and version_number:
         tracker.set_alias(registered_name, "published", version_number)
-    tracker.set_tags({"synthpipe.status": result.status, "synthpipe.output": result.output or ""})
-    if version_number:
         model_uri = f"models:/{registered_name}/{version_number}"
     return model_uri, registered_name, version_number
 

@@ -9,6 +9,7 @@ Prefect runs a task in.
 from __future__ import annotations
 
 import os
+import re
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -17,11 +18,31 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+import generators
 from flows.model import GENERATOR_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 6000  # MLflow's limit for one param value
-REQUIREMENTS = ["pandas", "pyarrow", "sdv", "torch", "mlflow", "scikit-learn", "pydantic"]
+REQUIREMENTS = [
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "scipy",
+    "sdv",
+    "torch",
+    "opacus",
+    "mlflow",
+    "scikit-learn",
+    "pydantic",
+    "tqdm",
+]
+# The logged model carries the code it needs, so it loads where synthpipe is not installed.
+CODE_PATHS = [str(Path(__file__).resolve().parent), str(Path(generators.__file__).resolve().parent)]
+
+
+def _key(name: str) -> str:
+    """MLflow accepts letters, digits, _ - . / space and :; column names may hold anything."""
+    return re.sub(r"[^\w./ :-]", "_", name)
 
 
 def tracking_uri(configured: str | None) -> str:
@@ -50,13 +71,13 @@ class RunTracker:
         return tracker
 
     def log_params(self, params: dict[str, str]) -> None:
-        items = [Param(key, str(value)[:MAX_PARAM_CHARS]) for key, value in params.items()]
+        items = [Param(_key(key), str(value)[:MAX_PARAM_CHARS]) for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
-        items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        items = [Metric(_key(key), float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
 
@@ -64,7 +85,7 @@ class RunTracker:
         """Per-epoch losses as metrics `loss.<name>` with the epoch as step."""
         now = int(time.time() * 1000)
         items = [
-            Metric(f"loss.{name}", float(value), now, epoch)
+            Metric(_key(f"loss.{name}"), float(value), now, epoch)
             for epoch, row in enumerate(losses)
             for name, value in row.items()
         ]
@@ -95,6 +116,7 @@ class RunTracker:
                 # Explicit: inferring requirements would re-load the model in a subprocess.
                 pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS],
                 registered_model_name=registered_name,
+                code_paths=CODE_PATHS,
             )
         registered = info.registered_model_version
         return info.model_uri, (str(registered) if registered is not None else None)

@@ -13,7 +13,9 @@ with gaps stays an int column.
 from __future__ import annotations
 
 import base64
+import decimal
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ ID_MIN_ROWS = 20
 # A string column is parsed as datetimes when this share of its non-null values parse.
 DATETIME_MIN_PARSED_SHARE = 0.95
 _ID_NAME_HINTS = ("id", "uuid", "guid", "key")
+_TIME_OF_DAY = r"\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([AaPp][Mm])?\s*"
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,18 @@ class Schema:
 
     def to_arrow(self, frame: pd.DataFrame) -> pa.Table:
         """Convert a conformed frame to Arrow with the input's exact types."""
-        table = pa.Table.from_pandas(self.conform(frame), preserve_index=False)
-        return table.cast(self.arrow_schema.remove_metadata())
+        conformed = self.conform(frame)
+        arrays = []
+        for field in self.arrow_schema:
+            values = conformed[field.name]
+            if pa.types.is_decimal(field.type):  # round to the column's scale before casting
+                values = values.round(field.type.scale)
+            array = pa.array(values, from_pandas=True)
+            # Timestamps are truncated to the input's unit (ns -> us, say): that is the unit's
+            # meaning, not a loss; every other cast must be exact.
+            safe = not pa.types.is_timestamp(field.type)
+            arrays.append(array.cast(field.type, safe=safe))
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema.remove_metadata())
 
 
 def _conform_column(values: pd.Series, column: Column) -> pd.Series:
@@ -210,8 +223,16 @@ def normalize_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
             out[name] = out[name].astype(str(dtype).capitalize().replace("Uint", "UInt"))
         elif pd.api.types.is_float_dtype(dtype):
             out[name] = out[name].astype("Float64")
-        elif isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-            continue
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            # One unit everywhere: generators and encoders read datetimes as int64
+            # nanoseconds; to_arrow casts back to the input's unit.
+            out[name] = out[name].dt.as_unit("ns")
+        elif pd.api.types.is_object_dtype(dtype):
+            present = out[name].dropna()
+            if len(present) and all(isinstance(v, decimal.Decimal) for v in present.iloc[:100]):
+                out[name] = out[name].astype("float64").astype("Float64")
+            else:  # mixed types (e.g. JSON ints and strings in one field): keep as text
+                out[name] = out[name].astype("string")
     return out
 
 
@@ -226,14 +247,18 @@ def parse_datetime_strings(frame: pd.DataFrame) -> pd.DataFrame:
         if present.empty:
             continue
         probe = present.iloc[: min(len(present), 1000)].astype(str)
-        # Plain numbers ("2019", "17") also parse as dates; they are not datetimes.
+        # Plain numbers ("2019", "17") also parse as dates; they are not datetimes. Nor are
+        # times of day ("08:15"), which pandas would date to the day of the run.
         if probe.str.fullmatch(r"[+-]?\d+(\.\d+)?").mean() > 0.5:
+            continue
+        if probe.str.fullmatch(_TIME_OF_DAY).mean() > 0.5:
             continue
         parsed = _to_datetime(probe)
         if parsed is None or parsed.notna().mean() < DATETIME_MIN_PARSED_SHARE:
             continue
         full = _to_datetime(values.astype(object).where(values.notna(), None))
-        if full is not None:
+        # Convert only when every present value parses: never turn data into missing values.
+        if full is not None and full.notna().sum() == len(present):
             out[name] = full
     return out
 
@@ -294,9 +319,8 @@ def _infer_kind(name: str, values: pd.Series) -> Kind:
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
     if pd.api.types.is_numeric_dtype(dtype):
-        looks_like_id = any(
-            part in _ID_NAME_HINTS for part in name.lower().replace("-", "_").split("_")
-        )
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("-", "_").split("_")
+        looks_like_id = any(part in _ID_NAME_HINTS for part in words)
         integer = pd.api.types.is_integer_dtype(dtype)
         return "id" if all_distinct and integer and looks_like_id else "numeric"
     strings = present.astype(str)
@@ -336,4 +360,11 @@ def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
         return Column(name, kind, str(values.dtype), categories=categories)
     if kind == "boolean":
         return Column(name, kind, "boolean")
+    if kind == "id" and not (
+        pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)
+    ):
+        raise DataError(
+            f"column '{name}' is an identifier of type {values.dtype}; identifiers are re-issued "
+            f"as integers or strings: set data.schema.{name} to numeric or categorical"
+        )
     return Column(name, kind, str(values.dtype))

@@ -51,6 +51,12 @@ def test_copy_generator_is_quarantined_and_nothing_is_published(
     assert run.data.tags["synthpipe.status"] == "quarantined"
     assert "identical match share" in run.data.tags["synthpipe.gate_failures"]
     assert run.data.metrics["privacy.ims"] == 1.0
+    # MLflow must not hand out what the gate rejected: no preview rows, no model.
+    client = MlflowClient(config.tracking.uri)
+    artifacts = {item.path for item in client.list_artifacts(result.mlflow_run_id)}
+    assert "privacy.json" in artifacts and "preview.csv" not in artifacts
+    assert "generator" not in artifacts and result.model_uri is None
+    assert client.search_model_versions(f"name='{config.name}'") == []
 
 
 def test_override_flag_publishes_and_records_it(

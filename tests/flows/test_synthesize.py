@@ -209,3 +209,47 @@ def test_dp_run_trains_under_budget_and_logs_epsilon(write_config, tmp_path, pre
     run = MlflowClient(config.tracking.uri).get_run(result.mlflow_run_id)
     assert run.data.metrics["privacy.dp_epsilon_spent"] == pytest.approx(spent)
     assert run.data.params["privacy.dp.epsilon"] == "1.5"
+
+
+def test_tracking_failure_after_the_output_is_written_publishes_nothing(
+    write_config, tmp_path, prefect_harness, monkeypatch
+):
+    from flows.tracking import RunTracker
+
+    def unreachable(*args, **kwargs):
+        raise OSError("model registry unreachable")
+
+    monkeypatch.setattr(RunTracker, "log_generator", unreachable)
+    config = load_config(write_config())
+    state = synthesize(config, return_state=True)
+    assert state.is_failed() and "unreachable" in str(state.result(raise_on_failure=False))
+    outputs = tmp_path / "outputs"
+    assert not outputs.exists() or not [p for p in outputs.rglob("*") if p.is_file()]
+    client = MlflowClient(config.tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert runs[0].info.status == "FAILED"
+
+
+def test_column_names_mlflow_rejects_are_sanitised_in_keys(tmp_path, prefect_harness, write_config):
+    data = tmp_path / "odd.csv"
+    rows = ["id,income>50K,score (0-1)"] + [
+        f"{i},{'yes' if i % 3 else 'no'},{i / 60:.3f}" for i in range(60)
+    ]
+    data.write_text("\n".join(rows) + "\n")
+    config = load_config(
+        write_config(
+            data={
+                "path": str(data),
+                "columns": None,
+                "separator": ",",
+                "na_values": [],
+                "target": "income>50K",
+                "schema": {"score (0-1)": "numeric"},
+            },
+            sample={"rows": 30},
+        )
+    )
+    result = synthesize(config)
+    run = MlflowClient(config.tracking.uri).get_run(result.mlflow_run_id)
+    assert "data.schema.score _0-1_" in run.data.params
+    assert "privacy.inference_income_50K.risk" in run.data.metrics
