@@ -91,7 +91,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps(error.to_dict()))
             return EXIT_QUARANTINED
         if isinstance(error, BaseException) and not isinstance(error, SynthpipeError):
-            raise error  # a bug: keep its traceback
+            if args.json:  # a bug: still end with the status line, then keep its traceback
+                _fail(f"internal error: {error!r}", True, config.generator.name)
+            raise error
         return _fail(
             error, args.json, generator=config.generator.name, modality=config.data.modality
         )
@@ -179,6 +181,7 @@ def _fail(
                     "metrics": {},
                     "mlflow_run_id": None,
                     "flow_run_id": None,
+                    "model_uri": None,
                 }
             )
         )

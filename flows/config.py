@@ -58,7 +58,7 @@ class GeneratorConfig(Strict):
 
 class SampleConfig(Strict):
     rows: int | None = Field(None, gt=0, description="default: as many rows as the training set")
-    seed: int | None = Field(None, description="default: the run's seed")
+    seed: int | None = Field(None, ge=0, lt=2**32, description="default: the run's seed")
 
 
 class OutputConfig(Strict):
@@ -75,7 +75,7 @@ class TrackingConfig(Strict):
 
 class RunConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
     data: DataConfig
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
@@ -141,8 +141,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         apply_override(raw, override)
     config = parse_config(raw, source=str(path))
     data_path = Path(config.data.path).expanduser()
-    if not data_path.is_absolute():
-        config.data.path = str((path.parent / data_path).resolve())
+    config.data.path = str(
+        data_path if data_path.is_absolute() else (path.parent / data_path).resolve()
+    )
     return config
 
 

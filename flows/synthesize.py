@@ -15,6 +15,7 @@ Failed with the reasons.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
@@ -65,15 +66,14 @@ for _name in ("prefect.task_runs", "prefect.flow_runs"):
 
 
 def _retry_on_io_error(task, task_run, state) -> bool:
-    """Retry reads and writes that failed for a transient reason, not for bad input."""
+    """Retry reads and writes that failed for an I/O reason (a flaky network share), not for
+    bad input: readers wrap OSError in a DataError, whose context keeps the OSError."""
     try:
         state.result()
-    except SynthpipeError:
-        return False
-    except OSError:
-        return True
-    except Exception:
-        return False
+    except Exception as error:
+        cause = error.__context__ if isinstance(error, SynthpipeError) else error
+        permanent = (FileNotFoundError, PermissionError, IsADirectoryError, gzip.BadGzipFile)
+        return isinstance(cause, OSError) and not isinstance(cause, permanent)
     return False
 
 

@@ -75,6 +75,9 @@ class UniformGenerator(Generator):
                     drawn = pd.to_datetime(drawn.round().astype("int64"))
             else:
                 choices = np.array(entry["choices"], dtype=object)
+                if len(choices) == 0:  # every training value was missing
+                    out[name] = pd.Series([None] * n, dtype=object)
+                    continue
                 drawn = pd.Series(choices[np.random.randint(0, len(choices), n)], dtype=object)
                 if kind == "boolean":
                     drawn = drawn.map({"True": True, "False": False})

@@ -157,15 +157,15 @@ class Schema:
         """Convert a conformed frame to Arrow with the input's exact types."""
         conformed = self.conform(frame)
         arrays = []
-        for field in self.arrow_schema:
-            values = conformed[field.name]
-            if pa.types.is_decimal(field.type):  # round to the column's scale before casting
-                values = values.round(field.type.scale)
+        for target in self.arrow_schema:
+            values = conformed[target.name]
+            if pa.types.is_decimal(target.type):  # round to the column's scale before casting
+                values = values.round(target.type.scale)
             array = pa.array(values, from_pandas=True)
             # Timestamps are truncated to the input's unit (ns -> us, say): that is the unit's
             # meaning, not a loss; every other cast must be exact.
-            safe = not pa.types.is_timestamp(field.type)
-            arrays.append(array.cast(field.type, safe=safe))
+            safe = not pa.types.is_timestamp(target.type)
+            arrays.append(array.cast(target.type, safe=safe))
         return pa.Table.from_arrays(arrays, schema=self.arrow_schema.remove_metadata())
 
 

@@ -138,10 +138,12 @@ class TabularVAEGenerator(Generator):
                 total += float(loss) * len(batch)
                 rows += len(batch)
             epoch_loss = total / max(rows, 1)
-            record = {"loss": epoch_loss}
             if engine is not None:
-                record["epsilon"] = float(engine.get_epsilon(self.dp_.delta))
-            self.losses_.append(record)
+                # Under DP the raw loss is a statistic of the private data outside the
+                # accounting: neither logged nor used to stop early; only epsilon is reported.
+                self.losses_.append({"epsilon": float(engine.get_epsilon(self.dp_.delta))})
+                continue
+            self.losses_.append({"loss": epoch_loss})
             if params.early_stopping_patience:
                 stale = 0 if epoch_loss < best * (1 - 1e-3) - 1e-9 else stale + 1
                 best = min(best, epoch_loss)

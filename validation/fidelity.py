@@ -72,7 +72,7 @@ def fidelity_report(
 ) -> Report:
     """Column shapes and pair trends of synthetic vs train, with the holdout's as reference.
 
-    Informational: it never blocks publication (the expectations suite does that).
+    Informational: it never blocks publication (only the privacy gate does, for now).
     """
     synthetic_scores = column_scores(train, synthetic, schema)
     holdout_scores = column_scores(train, holdout, schema)

@@ -42,6 +42,7 @@ def test_minimal_config_gets_documented_defaults():
             "generator.params.epoch: unknown parameter",
         ),
         ({**MINIMAL, "name": "has spaces"}, "name:"),
+        ({**MINIMAL, "seed": -1}, "seed: Input should be greater than or equal to 0"),
         ({**MINIMAL, "privacy": {"dp": {"epsilon": 1}}}, "privacy.dp: generator 'gaussian_copula'"),
         ({**MINIMAL, "privacy": {"dp": {"epsilon": -1}, "generator": 1}}, "privacy.dp.epsilon"),
     ],

@@ -416,3 +416,44 @@ def test_dates_in_mixed_formats_are_parsed(tmp_path) -> None:
     frame, _ = read_table(str(path))
     assert pd.api.types.is_datetime64_any_dtype(frame["d"].dtype)
     assert frame["d"].iloc[1] == pd.Timestamp("2020-02-03")
+
+
+def test_microsecond_timestamps_and_decimals_survive_generation(tmp_path) -> None:
+    import decimal
+
+    from generators import make_generator
+
+    rng = np.random.default_rng(0)
+    stamps = pd.date_range("2021-01-01", periods=120, freq="h").values.astype("datetime64[us]")
+    amounts = [decimal.Decimal(f"{v:.2f}") for v in rng.uniform(0, 100, 120)]
+    table = pa.table({"ts": pa.array(stamps), "amount": pa.array(amounts, pa.decimal128(10, 2))})
+    path = tmp_path / "units.parquet"
+    pq.write_table(table, path)
+    frame, arrow_schema = read_table(str(path))
+    schema = infer_schema(frame, arrow_schema=arrow_schema)
+    generator = make_generator("gaussian_copula", {"default_distribution": "norm"})
+    synthetic = generator.fit(frame, schema, seed=0).sample(200, seed=0)
+    out = schema.to_arrow(synthetic)
+    assert out.schema == table.schema
+    moments = out.column("ts").to_pandas()
+    # Read as nanoseconds anywhere, microseconds would all land on one clipped instant.
+    assert moments.nunique() > 100
+    assert moments.min() >= stamps.min() and moments.max() <= stamps.max()
+
+
+@pytest.mark.parametrize("name", ["CustomerID", "userId", "patient_id", "order-key"])
+def test_identifier_names_in_any_case_style(name) -> None:
+    frame = pd.DataFrame({name: pd.array(np.arange(50) + 7, dtype="Int64")})
+    assert infer_schema(frame)[name].kind == "id"
+
+
+def test_times_of_day_stay_text_and_dates_convert_only_when_all_parse(tmp_path) -> None:
+    path = tmp_path / "times.csv"
+    rows = [f"{h % 24:02d}:15,2020-01-{1 + h % 28:02d}" for h in range(40)]
+    rows[5] = "07:15,not a date"
+    path.write_text("at,day\n" + "\n".join(rows) + "\n")
+    frame, arrow_schema = read_table(str(path))
+    # "07:15" would otherwise be dated to the day of the run; "not a date" would become NaT.
+    assert pd.api.types.is_string_dtype(frame["at"].dtype)
+    assert pd.api.types.is_string_dtype(frame["day"].dtype)
+    assert frame["day"].iloc[5] == "not a date"

@@ -91,3 +91,17 @@ def test_sample_filtered_gives_up_clearly_on_a_copy(table):
     similarity = SimilarityFilter(train, holdout, schema, quantile=0.05)
     with pytest.raises(DataError, match="similarity filter dropped"):
         sample_filtered(copy, 100, seed=0, similarity=similarity)
+
+
+def test_privacy_report_on_a_two_column_table_and_an_all_missing_category(table):
+    from validation.privacy import PrivacyPolicy, privacy_report
+
+    frame, _ = table
+    data = frame[["city", "x"]].copy()
+    data.loc[data.index[:200], "city"] = pd.NA  # the training rows below see no city at all
+    schema = infer_schema(data)
+    train, holdout = data.iloc[:200].reset_index(drop=True), data.iloc[200:].reset_index(drop=True)
+    synthetic = make_generator("uniform").fit(train, schema, seed=0).sample(150, seed=0)
+    assert synthetic["city"].isna().all()
+    report = privacy_report(train, holdout, synthetic, schema, PrivacyPolicy())
+    assert "singling_out_multivariate.risk" in report.metrics  # 2 usable columns suffice
