@@ -24,8 +24,8 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from generators.schema import Schema
+from generators.values import MISSING, as_float, as_labels
 
-MISSING = "\x00missing"
 _CLIP = 1e-6  # keep normal quantiles finite at the ends of the empirical CDF
 
 
@@ -52,7 +52,7 @@ class TabularEncoder:
                 continue
             values = data[column.name]
             if column.kind in ("numeric", "datetime"):
-                numbers = _to_float(values)
+                numbers = as_float(values)
                 present = numbers[~np.isnan(numbers)]
                 # At most one knot per 10 rows: knots are interpolated order statistics, and
                 # with one per row they would be the training values themselves.
@@ -67,7 +67,7 @@ class TabularEncoder:
                     }
                 )
             else:
-                categories = sorted(_to_labels(values).unique().tolist())
+                categories = sorted(as_labels(values).unique().tolist())
                 self.columns.append(
                     {
                         "name": column.name,
@@ -103,7 +103,7 @@ class TabularEncoder:
             span = next(spans)
             values = data[entry["name"]]
             if entry["kind"] == "continuous":
-                numbers = _to_float(values)
+                numbers = as_float(values)
                 missing = np.isnan(numbers)
                 knots = np.asarray(entry["knots"])
                 ranks = np.interp(
@@ -115,7 +115,7 @@ class TabularEncoder:
                 if entry["has_missing"]:
                     out[:, next(spans).start] = missing
             else:
-                codes = pd.Categorical(_to_labels(values), categories=entry["categories"]).codes
+                codes = pd.Categorical(as_labels(values), categories=entry["categories"]).codes
                 seen = codes >= 0
                 out[np.flatnonzero(seen), span.start + codes[seen]] = 1.0
         return out
@@ -166,16 +166,3 @@ class TabularEncoder:
         encoder.columns = state["columns"]
         encoder._build_spans()
         return encoder
-
-
-def _to_float(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        if isinstance(values.dtype, pd.DatetimeTZDtype):
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        as_int = values.astype("int64").to_numpy().astype(np.float64)
-        return np.where(values.isna().to_numpy(), np.nan, as_int)
-    return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
-
-
-def _to_labels(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna(MISSING).astype(str)

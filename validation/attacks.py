@@ -42,6 +42,7 @@ import pandas as pd
 
 from generators.errors import DataError
 from generators.schema import Schema
+from generators.values import as_float
 from validation.distance import DistanceEncoder, nearest_neighbors
 
 ATTACK_KINDS = ("numeric", "categorical", "boolean", "datetime")
@@ -232,10 +233,6 @@ def _labels(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _as_float(values: pd.Series) -> np.ndarray:
-    return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
-
-
 # --- singling out ------------------------------------------------------------------------
 
 
@@ -263,7 +260,7 @@ def _encode_for_queries(schema: Schema, columns: list[str], *frames: pd.DataFram
     for j, (name, kind) in enumerate(zip(columns, kinds, strict=True)):
         if kind == "numeric":
             for out, frame in zip(encoded, frames, strict=True):
-                out[j] = _as_float(frame[name])
+                out[j] = as_float(frame[name])
             continue
         labels = [_labels(frame[name]) for frame in frames]
         joined = np.concatenate(labels)
@@ -722,7 +719,7 @@ def _correct_guesses(
     guess passes; here by its absolute value.
     """
     if regression:
-        g, s = _as_float(guesses), _as_float(secrets)
+        g, s = as_float(guesses), as_float(secrets)
         with np.errstate(invalid="ignore"):
             match = np.abs(g - s) <= tolerance * (np.abs(g) + 1e-12)
         both_missing = np.isnan(g) & np.isnan(s)

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from generators.schema import Schema
+from generators.values import as_float, as_labels
 
-MISSING = "\x00missing"
 # Block sizes keep one distance block at 2048 x 32768 float32 = 256 MiB.
 QUERY_BLOCK_ROWS = 2048
 REFERENCE_BLOCK_ROWS = 32768
@@ -48,13 +48,13 @@ class DistanceEncoder:
         categorical = schema.names_of("categorical", "boolean")
         centers, scales, categories = {}, {}, {}
         for name in numeric:
-            values = _as_float(train[name])
+            values = as_float(train[name])
             present = values[~np.isnan(values)]
             centers[name] = float(np.median(present)) if len(present) else 0.0
             spread = float(present.max() - present.min()) if len(present) else 0.0
             scales[name] = spread if spread > 0 else 1.0
         for name in categorical:
-            categories[name] = sorted(_as_labels(train[name]).unique().tolist())
+            categories[name] = sorted(as_labels(train[name]).unique().tolist())
         return cls(numeric, categorical, centers, scales, categories)
 
     @property
@@ -65,7 +65,7 @@ class DistanceEncoder:
         """Rows x features, float32. Categories unseen in training get a zero vector."""
         blocks = []
         for name in self.numeric:
-            values = _as_float(frame[name])
+            values = as_float(frame[name])
             missing = np.isnan(values)
             scaled = (
                 np.where(missing, self.centers[name], values) - self.centers[name]
@@ -73,7 +73,7 @@ class DistanceEncoder:
             blocks += [scaled[:, None], missing[:, None].astype(float)]
         # One-hot scaled by 1/sqrt(2): two different categories are at squared distance 1.
         for name in self.categorical:
-            codes = pd.Categorical(_as_labels(frame[name]), categories=self.categories[name]).codes
+            codes = pd.Categorical(as_labels(frame[name]), categories=self.categories[name]).codes
             onehot = np.zeros((len(frame), len(self.categories[name])), dtype=np.float32)
             seen = codes >= 0
             onehot[np.flatnonzero(seen), codes[seen]] = 1 / math.sqrt(2)
@@ -129,14 +129,3 @@ def nearest_neighbors(
         out_d[q_start : q_start + len(q)] = distances.cpu().numpy()
         out_i[q_start : q_start + len(q)] = best_i.cpu().numpy()
     return out_d, out_i
-
-
-def _as_float(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        as_int = values.astype("int64").to_numpy().astype(float)
-        return np.where(values.isna().to_numpy(), np.nan, as_int)
-    return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
-
-
-def _as_labels(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna(MISSING).astype(str)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from generators.schema import Schema
+from generators.values import as_float
 from validation.report import Report
 
 
@@ -37,10 +38,9 @@ def tv_complement(real: pd.Series, synthetic: pd.Series) -> float:
 
 
 def _as_float(values: pd.Series) -> np.ndarray:
-    present = values.dropna()
-    if pd.api.types.is_datetime64_any_dtype(present.dtype):
-        return present.astype("int64").to_numpy(dtype=float)
-    return present.to_numpy(dtype=float)
+    """Present values only, as floats (datetimes as nanoseconds)."""
+    numbers = as_float(values)
+    return numbers[~np.isnan(numbers)]
 
 
 def column_scores(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict[str, float]:

@@ -40,6 +40,7 @@ from sklearn.metrics import roc_auc_score
 from generators.baseline import UniformGenerator
 from generators.errors import DataError
 from generators.schema import Schema
+from generators.values import MISSING
 from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
 from validation.report import Report
@@ -174,7 +175,7 @@ def identical_match_shares(
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    normalised = frame.astype("string").fillna("\x00missing")
+    normalised = frame.astype("string").fillna(MISSING)
     return pd.util.hash_pandas_object(normalised, index=False).to_numpy()
 
 
