@@ -173,6 +173,8 @@ def parse_config(raw: dict, source: str = "config") -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(f"{source}: {_describe_errors(error)}") from None
+    except ConfigError as error:  # raised by a validator (unknown generator, DP refused)
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def _describe_errors(error: ValidationError) -> str:

@@ -28,9 +28,13 @@ def test_encoder_round_trips_categories_and_keeps_numeric_ranks(model_frame_shar
     region = model_frame_shared["region"].astype(object).where(model_frame_shared["region"].notna())
     assert decoded["region"].equals(pd.Series(region.tolist(), dtype=object))
     assert decoded["age"].isna().equals(model_frame_shared["age"].isna())
-    # Numeric values come back through 1,000 quantile knots: within the knot spacing.
+    # The quantile map is piecewise linear and inverted exactly; only the clipping of ranks
+    # to [1e-6, 1 - 1e-6] and the float32 matrix (rank error < 1e-6) move a value: at most
+    # 2e-6 of a rank, times the steepest stretch between knots.
     income = model_frame_shared["income"].astype(float)
-    assert np.abs(decoded["income"] - income).max() <= np.diff(np.quantile(income, [0, 1]))[0] / 100
+    knots = np.asarray(next(c for c in encoder.columns if c["name"] == "income")["knots"])
+    bound = 2e-6 * (len(knots) - 1) * np.diff(knots).max()
+    assert np.abs(decoded["income"] - income).max() <= bound
 
 
 def test_vae_learns_category_shares(model_frame_shared, model_schema):
@@ -41,9 +45,11 @@ def test_vae_learns_category_shares(model_frame_shared, model_schema):
     real = model_frame_shared["region"].value_counts(normalize=True, dropna=False)
     fake = synthetic["region"].value_counts(normalize=True, dropna=False)
     real, fake = real.align(fake, fill_value=0.0)
-    # 400 real rows: each share has a standard error near sqrt(p(1-p)/400) <= 0.025; allow
-    # four of them, plus 0.05 for a small model trained for seconds.
-    assert (fake - real).abs().max() < 4 * 0.025 + 0.05
+    # Sampling error of both shares (400 real rows, 4,000 synthetic), four standard errors,
+    # plus 0.05 for what a one-layer model trained for 60 epochs of 400 rows still misses.
+    p = real.clip(0.01, 0.99)
+    standard_error = np.sqrt(p * (1 - p) / len(model_frame_shared)) + np.sqrt(p * (1 - p) / 4000)
+    assert ((fake - real).abs() < 4 * standard_error + 0.05).all()
     losses = [row["loss"] for row in vae.losses_]
     assert losses[-1] < losses[0]
 

@@ -17,7 +17,13 @@ from generators import infer_schema, make_generator
 from generators.errors import DataError
 from generators.tables import read_table, split_holdout
 from tests.conftest import ADULT_COLUMNS
-from validation.privacy import PrivacyPolicy, privacy_metrics, privacy_report, wilson_upper
+from validation.privacy import (
+    PrivacyPolicy,
+    hanley_mcneil_se,
+    privacy_metrics,
+    privacy_report,
+    wilson_upper,
+)
 
 pytestmark = pytest.mark.shared_data
 
@@ -84,13 +90,17 @@ def test_gaussian_copula_on_adult_passes_the_default_policy(adult):
     synthetic = generator.fit(train, schema, seed=0).sample(len(train), seed=0)
     report = privacy_report(train, holdout, synthetic, schema, POLICY)
     assert report.passed, report.failures
-    assert abs(report.metrics["membership_auc"] - 0.5) < 0.05
+    sizes = report.details["sample_sizes"]
+    no_signal_se = hanley_mcneil_se(0.5, sizes["train"], sizes["holdout"])
+    assert abs(report.metrics["membership_auc"] - 0.5) < 4 * no_signal_se
 
 
 def test_uniform_noise_is_far_from_real_rows(adult):
     train, holdout, schema = adult
     noise = make_generator("uniform").fit(train, schema).sample(5000, seed=0)
     metrics, _ = privacy_metrics(train, holdout, noise, schema, max_rows=5000)
+    # Noise is as far from real rows as the noise reference: a ratio of two medians of 5,000
+    # distances each, whose relative standard error is about 2%; 0.9 is five of them.
     assert metrics["dcr_baseline_protection"] > 0.9
     assert metrics["ims"] == 0.0
 
@@ -117,8 +127,6 @@ def test_wilson_upper_bound_covers_the_share(share, n):
 
 
 def test_hanley_mcneil_se_shrinks_with_more_rows():
-    from validation.privacy import hanley_mcneil_se
-
     small, large = hanley_mcneil_se(0.6, 100, 100), hanley_mcneil_se(0.6, 10_000, 10_000)
     assert 0 < large < small
     # at AUC 0.5 with n per class, the SE is about sqrt((n1 + n2 + 1) / (12 n1 n2))
