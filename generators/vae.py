@@ -27,6 +27,7 @@ import torch
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from generators.base import Generator, Params, resolve_device
 from generators.encoding import TabularEncoder
@@ -124,7 +125,7 @@ class TabularVAEGenerator(Generator):
         """Epochs of minibatch training, recording losses (and epsilon under DP) per epoch."""
         params: VAEParams = self.params  # type: ignore[assignment]
         best, stale = float("inf"), 0
-        for _ in range(params.epochs):
+        for _ in tqdm(range(params.epochs), desc=f"training {self.name}", unit="epoch"):
             model.train()
             total, rows = 0.0, 0
             for (batch,) in loader:
