@@ -39,6 +39,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def real_adult_file() -> Path:
+    """UCI Adult from ../shared/data when present (CI), else the byte-identical copy the repo
+    ships, so the privacy gate's calibration on real data also runs on a fresh clone."""
+    shared = SHARED_DATA / "adult" / "adult.data.gz"
+    return shared if shared.is_file() else ADULT_FILE
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_tracking(monkeypatch):
     """A user's MLFLOW_TRACKING_URI must never receive test runs."""

@@ -13,15 +13,15 @@ from flows.cli import EXIT_QUARANTINED, main
 from flows.config import load_config
 from flows.synthesize import QUARANTINE_DIR, RunResult, synthesize
 
-pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+pytestmark = pytest.mark.slow
 ROWS = 4000
 
 
 @pytest.fixture
-def shared_adult_slice(shared_data, tmp_path):
+def shared_adult_slice(real_adult_file, tmp_path):
     """The first rows of ../shared/data/adult, raw."""
     path = tmp_path / "adult_head.csv"
-    with gzip.open(shared_data / "adult" / "adult.data.gz", "rt") as source:
+    with gzip.open(real_adult_file, "rt") as source:
         path.write_text("".join(next(source) for _ in range(ROWS)))
     return path
 

@@ -253,3 +253,25 @@ def test_column_names_mlflow_rejects_are_sanitised_in_keys(tmp_path, prefect_har
     run = MlflowClient(config.tracking.uri).get_run(result.mlflow_run_id)
     assert "data.schema.score _0-1_" in run.data.params
     assert "privacy.inference_income_50K.risk" in run.data.metrics
+
+
+@pytest.mark.shared_data
+def test_shipped_nyc_taxis_config_runs_on_the_shared_data(shared_data, tmp_path, prefect_harness):
+    """Datetimes and missing values of a second real table, through the shipped config."""
+    from tests.conftest import REPO
+
+    config = load_config(
+        REPO / "configs" / "nyc_taxis.yaml",
+        [
+            "sample.rows=500",
+            f"output.dir={tmp_path / 'out'}",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+    )
+    assert Path(config.data.path) == shared_data / "nyc_taxis" / "taxis.csv.gz"
+    result = synthesize(config)
+    table = pq.read_table(result.output)
+    assert result.status == "published" and table.num_rows == 500
+    assert str(table.schema.field("pickup").type) == "timestamp[ns]"
+    frame = table.to_pandas()
+    assert frame["payment"].isna().any() or frame["dropoff_zone"].isna().any()

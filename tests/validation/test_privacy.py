@@ -1,4 +1,4 @@
-"""Privacy metrics and the gate, on the real Adult data from ../shared/data.
+"""Privacy metrics and the gate, on the real Adult data (../shared/data, or the shipped copy).
 
 The calibration the foundation of the gate rests on: a copy of the training data and a copy
 with 10% of its cells perturbed fail; an independent real sample (half of the holdout fed
@@ -25,13 +25,11 @@ from validation.privacy import (
     wilson_upper,
 )
 
-pytestmark = pytest.mark.shared_data
-
 
 @pytest.fixture(scope="module")
-def adult(shared_data):
+def adult(real_adult_file):
     frame, arrow_schema = read_table(
-        str(shared_data / "adult" / "adult.data.gz"),
+        str(real_adult_file),
         columns=ADULT_COLUMNS,
         separator=", ",
         na_values=["?"],
