@@ -140,8 +140,12 @@ class Generator(ABC):
         if not modelled:
             raise DataError("every column is an identifier; there is nothing to model")
         self.losses_ = []
-        with seeded(seed):
-            self._fit(data[modelled].reset_index(drop=True))
+        try:
+            with seeded(seed):
+                self._fit(data[modelled].reset_index(drop=True))
+        except BaseException:
+            self.schema_ = None  # a failed fit leaves an unfitted generator, not a half-fitted one
+            raise
         return self
 
     def sample(self, n: int, *, seed: int) -> pd.DataFrame:

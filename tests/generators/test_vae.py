@@ -74,3 +74,18 @@ def test_generators_without_dp_refuse_a_budget(model_frame_shared, model_schema)
     generator = make_generator("gaussian_copula")
     with pytest.raises(ConfigError, match="cannot train under DP-SGD"):
         generator.fit(model_frame_shared, model_schema, dp=DPBudget(epsilon=1.0))
+
+
+def test_a_failed_fit_leaves_the_generator_unfitted(model_frame_shared, model_schema, monkeypatch):
+    from generators.errors import NotFittedError
+    from generators.vae import TabularVAEGenerator
+
+    def broken(self, data):
+        raise RuntimeError("out of memory")
+
+    vae = make_generator("vae", {"epochs": 1}, device="cpu")
+    monkeypatch.setattr(TabularVAEGenerator, "_fit", broken)
+    with pytest.raises(RuntimeError):
+        vae.fit(model_frame_shared, model_schema)
+    with pytest.raises(NotFittedError):
+        vae.sample(5, seed=0)
