@@ -34,33 +34,39 @@ def adult_slice(tmp_path_factory) -> Path:
     return path
 
 
+def write_slice_config(folder: Path, adult_slice: Path, **sections) -> Path:
+    """Write a run config for the Adult slice into `folder`; keyword sections override."""
+    config = {
+        "name": "adult-slice",
+        "seed": 0,
+        "data": {
+            "path": str(adult_slice),
+            "columns": ADULT_COLUMNS,
+            "separator": ", ",
+            "na_values": ["?"],
+            "target": "income",
+        },
+        "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
+        "sample": {"rows": 300, "seed": 7},
+        "output": {"dir": str(folder / "outputs")},
+        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture
 def write_config(tmp_path, adult_slice):
-    """Write a run config for the Adult slice into tmp_path; keyword sections override."""
+    """`write_slice_config` into this test's tmp_path."""
+    return lambda **sections: write_slice_config(tmp_path, adult_slice, **sections)
 
-    def write(**sections) -> Path:
-        config = {
-            "name": "adult-slice",
-            "seed": 0,
-            "data": {
-                "path": str(adult_slice),
-                "columns": ADULT_COLUMNS,
-                "separator": ", ",
-                "na_values": ["?"],
-                "target": "income",
-            },
-            "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
-            "sample": {"rows": 300, "seed": 7},
-            "output": {"dir": str(tmp_path / "outputs")},
-            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "tests"},
-        }
-        for section, values in sections.items():
-            if isinstance(values, dict) and isinstance(config.get(section), dict):
-                config[section] = {**config[section], **values}
-            else:
-                config[section] = values
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
 
-    return write
+def assert_nothing_written(folder: Path) -> None:
+    """No file anywhere under `folder` (empty folders may remain)."""
+    assert not folder.exists() or not [p for p in folder.rglob("*") if p.is_file()]

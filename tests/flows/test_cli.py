@@ -18,6 +18,7 @@ import pytest
 
 from flows.cli import EXIT_FAILED, main
 from generators.registry import REGISTRY
+from tests.flows.conftest import assert_nothing_written
 
 
 def test_generators_lists_every_registered_name_with_its_modality(capsys):
@@ -80,8 +81,7 @@ def test_bad_data_fails_with_one_line_and_publishes_nothing(
     for words in expected:
         assert words in error_line, (words, error_line)
     assert "Traceback" not in captured.err
-    outputs = tmp_path / "outputs"
-    assert not outputs.exists() or not [p for p in outputs.rglob("*") if p.is_file()]
+    assert_nothing_written(tmp_path / "outputs")
 
 
 BAD_CONFIG = {

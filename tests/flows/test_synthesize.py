@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from flows.config import load_config
 from flows.synthesize import synthesize
 from generators.tables import read_table
+from tests.flows.conftest import assert_nothing_written, write_slice_config
 
 pytestmark = pytest.mark.slow
 
@@ -22,35 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, adult_slice, prefect_harness):
     """One real run, shared by the assertions below (a run takes seconds, not milliseconds)."""
-    import yaml
-
-    from tests.conftest import ADULT_COLUMNS
-
-    folder = tmp_path_factory.mktemp("run")
-    config_path = folder / "config.yaml"
-    config_path.write_text(
-        yaml.safe_dump(
-            {
-                "name": "adult-slice",
-                "seed": 0,
-                "data": {
-                    "path": str(adult_slice),
-                    "columns": ADULT_COLUMNS,
-                    "separator": ", ",
-                    "na_values": ["?"],
-                    "target": "income",
-                },
-                "generator": {
-                    "name": "gaussian_copula",
-                    "params": {"default_distribution": "norm"},
-                },
-                "sample": {"rows": 300, "seed": 7},
-                "output": {"dir": str(folder / "outputs")},
-                "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
-            }
-        )
-    )
-    config = load_config(config_path)
+    config = load_config(write_slice_config(tmp_path_factory.mktemp("run"), adult_slice))
     return config, synthesize(config)
 
 
@@ -185,8 +158,7 @@ def test_failed_run_leaves_nothing_and_marks_mlflow_failed(write_config, tmp_pat
     state = synthesize(config, return_state=True)
     assert state.is_failed()
     assert "empty" in str(state.result(raise_on_failure=False))
-    outputs = tmp_path / "outputs"
-    assert not outputs.exists() or not [p for p in outputs.rglob("*") if p.is_file()]
+    assert_nothing_written(tmp_path / "outputs")
     client = MlflowClient(config.tracking.uri)
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert runs and runs[0].info.status == "FAILED"
@@ -223,8 +195,7 @@ def test_tracking_failure_after_the_output_is_written_publishes_nothing(
     config = load_config(write_config())
     state = synthesize(config, return_state=True)
     assert state.is_failed() and "unreachable" in str(state.result(raise_on_failure=False))
-    outputs = tmp_path / "outputs"
-    assert not outputs.exists() or not [p for p in outputs.rglob("*") if p.is_file()]
+    assert_nothing_written(tmp_path / "outputs")
     client = MlflowClient(config.tracking.uri)
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert runs[0].info.status == "FAILED"
