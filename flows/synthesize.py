@@ -45,7 +45,8 @@ from validation.fidelity import fidelity_report
 from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
 from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
 
-# Tasks take whole tables; Prefect's default cache policy would hash them on every call.
+# Every task below has cache_policy=NO_CACHE: tasks take whole tables, which Prefect's
+# default cache policy would hash on every call, for nothing.
 SYNTHETIC_FILE = "synthetic.parquet"
 QUARANTINE_DIR = "quarantine"
 PREVIEW_ROWS = 20
@@ -285,13 +286,7 @@ def synthesize(config: RunConfig) -> RunResult:
         metrics.update({f"privacy.{key}": value for key, value in protection.items()})
         for report in reports:
             metrics.update({f"{report.name}.{key}": value for key, value in report.metrics.items()})
-            (staging_dir / f"{report.name}.json").write_text(
-                json.dumps(report.to_dict(), indent=2, default=str)
-            )
-        synthetic.head(PREVIEW_ROWS).to_csv(staging_dir / "preview.csv", index=False)
-        (staging_dir / "report.md").write_text(
-            "\n\n".join(report.to_markdown() for report in reports) + "\n"
-        )
+        _write_reports(staging_dir, reports, synthetic)
 
         metadata = {
             "synthpipe.run_id": run_id,
@@ -378,6 +373,16 @@ def track(
         tracker.set_alias(registered_name, "published", version_number)
         model_uri = f"models:/{registered_name}/{version_number}"
     return model_uri, registered_name, version_number
+
+
+def _write_reports(run_dir: Path, reports: list[Report], synthetic: pd.DataFrame) -> None:
+    """<check>.json for each report, report.md with all of them, and preview.csv."""
+    for report in reports:
+        (run_dir / f"{report.name}.json").write_text(
+            json.dumps(report.to_dict(), indent=2, default=str)
+        )
+    (run_dir / "report.md").write_text("\n\n".join(r.to_markdown() for r in reports) + "\n")
+    synthetic.head(PREVIEW_ROWS).to_csv(run_dir / "preview.csv", index=False)
 
 
 def _remove_staging(staging_dir: Path) -> None:

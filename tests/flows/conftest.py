@@ -67,6 +67,10 @@ def write_config(tmp_path, adult_slice):
     return lambda **sections: write_slice_config(tmp_path, adult_slice, **sections)
 
 
+# data: settings for a plain CSV with a header, replacing the Adult slice's raw-format ones.
+PLAIN_CSV = {"columns": None, "separator": ",", "na_values": [], "target": None}
+
+
 def assert_nothing_written(folder: Path) -> None:
     """No file anywhere under `folder` (empty folders may remain)."""
     assert not folder.exists() or not [p for p in folder.rglob("*") if p.is_file()]

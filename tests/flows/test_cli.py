@@ -18,7 +18,7 @@ import pytest
 
 from flows.cli import EXIT_FAILED, main
 from generators.registry import REGISTRY
-from tests.flows.conftest import assert_nothing_written
+from tests.flows.conftest import PLAIN_CSV, assert_nothing_written
 
 
 def test_generators_lists_every_registered_name_with_its_modality(capsys):
@@ -61,16 +61,7 @@ def test_bad_data_fails_with_one_line_and_publishes_nothing(
     data = tmp_path / ("absent.csv" if contents is None else "input.csv")
     if contents is not None:
         data.write_text(contents)
-    config = write_config(
-        data={
-            "path": str(data),
-            "columns": None,
-            "separator": ",",
-            "na_values": [],
-            "target": None,
-            **data_overrides,
-        }
-    )
+    config = write_config(data={"path": str(data), **PLAIN_CSV, **data_overrides})
     code = main(["run", str(config), "--json"])
     captured = capsys.readouterr()
     assert code == EXIT_FAILED
@@ -123,14 +114,13 @@ def test_installed_command_runs_and_samples_from_the_logged_model(tmp_path, writ
     assert exe, "the synthpipe console script is not installed in this environment"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     env.pop("PREFECT_API_URL", None)
-    done = subprocess.run(
-        [exe, "run", str(write_config()), "--set", "sample.rows=120", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+
+    def synthpipe(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [exe, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600
+        )
+
+    done = synthpipe("run", str(write_config()), "--set", "sample.rows=120", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "published" and result["rows"] == 120
@@ -141,37 +131,22 @@ def test_installed_command_runs_and_samples_from_the_logged_model(tmp_path, writ
 
     # A data error inside the flow: the error line must stay the last line printed, after
     # whatever Prefect logs while its ephemeral server shuts down.
-    done = subprocess.run(
-        [exe, "run", str(write_config()), "--set", f"data.path={tmp_path / 'absent.csv'}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    done = synthpipe("run", str(write_config()), "--set", f"data.path={tmp_path / 'absent.csv'}")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: data.path: file not found")
 
     sampled = tmp_path / "sampled.parquet"
-    done = subprocess.run(
-        [
-            exe,
-            "sample",
-            result["model_uri"],
-            "--rows",
-            "50",
-            "--seed",
-            "3",
-            "--output",
-            str(sampled),
-            "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
+    done = synthpipe(
+        "sample",
+        result["model_uri"],
+        "--rows",
+        "50",
+        "--seed",
+        "3",
+        "--output",
+        str(sampled),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = pq.read_table(sampled)

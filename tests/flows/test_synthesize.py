@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from flows.config import load_config
 from flows.synthesize import synthesize
 from generators.tables import read_table
-from tests.flows.conftest import assert_nothing_written, write_slice_config
+from tests.flows.conftest import PLAIN_CSV, assert_nothing_written, write_slice_config
 
 pytestmark = pytest.mark.slow
 
@@ -144,17 +144,7 @@ def test_failed_run_leaves_nothing_and_marks_mlflow_failed(write_config, tmp_pat
     data = tmp_path / "with_empty_column.csv"
     rows = ["a,b,empty"] + [f"{i},{i % 3}," for i in range(50)]
     data.write_text("\n".join(rows) + "\n")
-    config = load_config(
-        write_config(
-            data={
-                "path": str(data),
-                "columns": None,
-                "separator": ",",
-                "na_values": [],
-                "target": None,
-            }
-        )
-    )
+    config = load_config(write_config(data={"path": str(data), **PLAIN_CSV}))
     state = synthesize(config, return_state=True)
     assert state.is_failed()
     assert "empty" in str(state.result(raise_on_failure=False))
@@ -211,9 +201,7 @@ def test_column_names_mlflow_rejects_are_sanitised_in_keys(tmp_path, prefect_har
         write_config(
             data={
                 "path": str(data),
-                "columns": None,
-                "separator": ",",
-                "na_values": [],
+                **PLAIN_CSV,
                 "target": "income>50K",
                 "schema": {"score (0-1)": "numeric"},
             },
