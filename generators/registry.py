@@ -9,6 +9,7 @@ from typing import Any
 from generators.base import GENERATOR_FILE, Generator
 from generators.baseline import CopyGenerator, UniformGenerator
 from generators.errors import ConfigError, DataError
+from generators.gmm import GaussianMixtureGenerator
 from generators.sdv import (
     CopulaGANGenerator,
     CTGANGenerator,
@@ -27,6 +28,7 @@ REGISTRY: dict[str, type[Generator]] = {
         CopyGenerator,
         UniformGenerator,
         TabularVAEGenerator,
+        GaussianMixtureGenerator,
     )
 }
 
