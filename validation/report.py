@@ -14,12 +14,14 @@ class Report:
     metrics: dict[str, float]
     details: dict = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # one readable line per failed rule
+    # A blocking report's failures quarantine the run; a non-blocking one only warns.
+    blocking: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def to_markdown(self) -> str:
-        verdict = "passed" if self.passed else "FAILED"
+        verdict = "passed" if self.passed else ("FAILED" if self.blocking else "failed (warning)")
         lines = [f"### {self.name}: {verdict}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {key} | {value:.4g} |" for key, value in self.metrics.items()]
         lines += [f"- {failure}" for failure in self.failures]
