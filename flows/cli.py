@@ -155,9 +155,10 @@ def _print_summary(result) -> None:
         "fit_seconds",
         "sample_seconds",
         "rows_per_second",
-        "fidelity.column_shapes",
-        "fidelity.column_shapes_holdout",
-        "fidelity.column_pair_trends",
+        "fidelity.quality",
+        "fidelity.quality_holdout",
+        "expectations.success_percent",
+        "privacy.dcr_share",
     )
     figures = ", ".join(f"{k}={result.metrics[k]:.3g}" for k in shown if k in result.metrics)
     print("\n".join(lines + [f"metrics:    {figures}"]))

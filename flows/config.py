@@ -65,6 +65,29 @@ class OutputConfig(Strict):
     dir: str = "outputs"
 
 
+class ValidationConfig(Strict):
+    """Statistical checks of the synthetic table against the real training table."""
+
+    expectations: bool = Field(
+        True, description="build a Great Expectations suite from train and validate with it"
+    )
+    on_failure: Literal["fail", "warn"] = Field(
+        # warn by default: the bands are as tight as a real sample's own noise, and most
+        # generators miss a few (GaussianCopula on Adult misses 45 of 130); every miss is
+        # recorded. `fail` quarantines the run on any miss.
+        "warn",
+        description="fail: a failed expectation quarantines the run; warn: record it only",
+    )
+    sigmas: float = Field(
+        4.0, gt=0, le=20, description="band width, in standard deviations of a real sample's"
+    )
+    fidelity: bool = Field(True, description="SDMetrics quality, ML efficacy, discriminator AUC")
+    plots: bool = Field(True, description="PNG plots of columns and association differences")
+    max_rows: int = Field(
+        20_000, ge=100, description="fidelity scores run on a seeded subsample of this many rows"
+    )
+
+
 class TrackingConfig(Strict):
     uri: str | None = Field(
         None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
@@ -81,6 +104,7 @@ class RunConfig(Strict):
     sample: SampleConfig = Field(default_factory=SampleConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")

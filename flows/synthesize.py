@@ -1,6 +1,7 @@
 """The `synthesize` flow: one config in, a checked synthetic Parquet dataset out.
 
-    ingest -> split -> fit -> sample -> check -> publish -> track
+    ingest -> split -> protect -> fit -> sample -> check (privacy, expectations, fidelity)
+        -> write -> track -> publish
 
 Each task is a thin call into `generators` or `validation`. Tasks pass tables and paths,
 never live models: `fit` saves the generator into the run's staging folder and `sample`
@@ -41,7 +42,9 @@ from generators.registry import load_generator, make_generator
 from generators.schema import Schema, infer_schema
 from generators.tables import read_table, split_holdout, write_parquet_atomic
 from validation import Report
+from validation.expectations import build_suite, validate_table
 from validation.fidelity import fidelity_report
+from validation.plots import write_plots
 from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
 from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
 
@@ -50,6 +53,10 @@ from validation.protection import SimilarityFilter, merge_rare_categories, sampl
 SYNTHETIC_FILE = "synthetic.parquet"
 QUARANTINE_DIR = "quarantine"
 PREVIEW_ROWS = 20
+EXPECTATIONS_DIR = "expectations"  # suite.json, validation_result.json, data_docs.html
+SUITE_FILE = "suite.json"
+PLOTS_DIR = "plots"
+MAX_REASONS = 10  # failure lines in the Failed state's message; all of them in report.md
 VERSIONED_PACKAGES = ["synthpipe", "pandas", "pyarrow", "torch", "sdv", "prefect", "mlflow"]
 
 
@@ -180,7 +187,7 @@ def sample(
 
 
 @task(cache_policy=NO_CACHE)
-def check(
+def check_privacy(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -188,15 +195,73 @@ def check(
     privacy: PrivacyPolicy,
     seed: int,
     target: str | None,
-) -> list[Report]:
-    """Every check on the synthetic table: privacy (gating) and fidelity (informational)."""
-    reports = []
-    if privacy.enabled:
-        reports.append(
-            privacy_report(train, holdout, synthetic, schema, privacy, seed=seed, target=target)
+) -> Report:
+    """Disclosure risk of the synthetic table against the holdout: the privacy gate."""
+    return privacy_report(train, holdout, synthetic, schema, privacy, seed=seed, target=target)
+
+
+@task(cache_policy=NO_CACHE)
+def check_expectations(
+    model_train: pd.DataFrame,
+    model_schema: Schema,
+    synthetic: pd.DataFrame,
+    holdout_rows: int,
+    config: RunConfig,
+    folder: Path,
+) -> Report:
+    """Build the Great Expectations suite from the training table the generator saw and
+    validate the synthetic table with it; write suite.json, validation_result.json and
+    data_docs.html into `folder`."""
+    rows = len(synthetic)
+    suite = build_suite(
+        model_train,
+        model_schema,
+        # Bands as wide as a real sample's noise at the size of the holdout (the real
+        # reference a reader can check) or of the synthetic table, whichever is smaller.
+        batch_rows=min(rows, holdout_rows),
+        row_count=rows,
+        sigmas=config.validation.sigmas,
+        seed=config.seed,
+        name=config.name,
+    )
+    validation = validate_table(synthetic, suite)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SUITE_FILE).write_text(json.dumps(suite, indent=1))
+    (folder / "validation_result.json").write_text(json.dumps(validation.result, indent=1))
+    (folder / "data_docs.html").write_text(validation.html)
+    validation.report.blocking = config.validation.on_failure == "fail"
+    return validation.report
+
+
+@task(cache_policy=NO_CACHE)
+def check_fidelity(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    config: RunConfig,
+    plots_dir: Path,
+) -> Report:
+    """Fidelity scores (informational) and, when validation.plots is on, PNG plots."""
+    report = fidelity_report(
+        train,
+        holdout,
+        synthetic,
+        schema,
+        target=config.data.target,
+        max_rows=config.validation.max_rows,
+        seed=config.seed,
+    )
+    if config.validation.plots:
+        sample_rows = config.validation.max_rows
+        written = write_plots(
+            train.sample(min(len(train), sample_rows), random_state=config.seed),
+            synthetic.sample(min(len(synthetic), sample_rows), random_state=config.seed),
+            schema,
+            plots_dir,
         )
-    reports.append(fidelity_report(train, holdout, synthetic, schema))
-    return reports
+        report.details["plots"] = [str(path.relative_to(plots_dir.parent)) for path in written]
+    return report
 
 
 @task(
@@ -271,12 +336,36 @@ def synthesize(config: RunConfig) -> RunResult:
         model_schema.save(staging_dir / "schema.json")
         timings["rows_per_second"] = rows / max(timings["sample_seconds"], 1e-9)
 
-        reports = check(
-            train, holdout, synthetic, schema, config.privacy, config.seed, config.data.target
-        )
-        failures = [line for report in reports for line in report.failures]
-        overridden = bool(failures) and config.privacy.override_gate
-        status = "quarantined" if failures and not overridden else "published"
+        reports = []
+        if config.privacy.enabled:
+            reports.append(
+                check_privacy(
+                    train,
+                    holdout,
+                    synthetic,
+                    schema,
+                    config.privacy,
+                    config.seed,
+                    config.data.target,
+                )
+            )
+        if config.validation.expectations:
+            reports.append(
+                check_expectations(
+                    model_train,
+                    model_schema,
+                    synthetic,
+                    len(holdout),
+                    config,
+                    staging_dir / EXPECTATIONS_DIR,
+                )
+            )
+        if config.validation.fidelity:
+            reports.append(
+                check_fidelity(train, holdout, synthetic, schema, config, staging_dir / PLOTS_DIR)
+            )
+        failures, overridden = _gate(reports, config.privacy.override_gate)
+        status = "quarantined" if failures else "published"
         metrics = {
             **timings,
             "rows": float(rows),
@@ -331,7 +420,9 @@ def synthesize(config: RunConfig) -> RunResult:
         tracker.end("FINISHED")
         if status == "quarantined":
             # The Prefect run fails with the reasons; the result still travels with the state.
-            reasons = "; ".join(failures)
+            reasons = "; ".join(failures[:MAX_REASONS])
+            if len(failures) > MAX_REASONS:
+                reasons += f"; and {len(failures) - MAX_REASONS} more (see report.md)"
             return Failed(message=f"quarantined at {final_dir}: {reasons}", data=result)
         return result
     except BaseException as error:
@@ -364,6 +455,9 @@ def track(
     names = ["config.yaml", "schema.json", "report.md", *(f"{r.name}.json" for r in reports)]
     for name in names + (["preview.csv"] if published else []):
         tracker.log_artifact(run_dir / name)
+    for folder in (EXPECTATIONS_DIR, PLOTS_DIR):  # figures and statistics, never rows
+        if (run_dir / folder).is_dir():
+            tracker.log_artifacts(run_dir / folder, folder)
     tracker.set_tags({"synthpipe.status": result.status, "synthpipe.output": result.output or ""})
     if not published:
         return None, None, None
@@ -375,13 +469,39 @@ def track(
     return model_uri, registered_name, version_number
 
 
+def _gate(reports: list[Report], override_privacy: bool) -> tuple[list[str], bool]:
+    """The failures that quarantine the run, and whether privacy failures were overridden.
+
+    Only blocking reports gate (expectations with on_failure: warn do not); the override
+    covers the privacy gate only, never a failed expectation.
+    """
+    privacy = [line for r in reports if r.name == "privacy" for line in r.failures]
+    overridden = bool(privacy) and override_privacy
+    failures = [
+        line
+        for report in reports
+        if report.blocking and not (overridden and report.name == "privacy")
+        for line in report.failures
+    ]
+    return failures, overridden
+
+
 def _write_reports(run_dir: Path, reports: list[Report], synthetic: pd.DataFrame) -> None:
     """<check>.json for each report, report.md with all of them, and preview.csv."""
     for report in reports:
         (run_dir / f"{report.name}.json").write_text(
             json.dumps(report.to_dict(), indent=2, default=str)
         )
-    (run_dir / "report.md").write_text("\n\n".join(r.to_markdown() for r in reports) + "\n")
+    sections = [r.to_markdown() for r in reports]
+    if (run_dir / EXPECTATIONS_DIR / "data_docs.html").is_file():
+        sections.append(
+            f"Great Expectations Data Docs: [{EXPECTATIONS_DIR}/data_docs.html]"
+            f"({EXPECTATIONS_DIR}/data_docs.html)"
+        )
+    plots = [path for r in reports for path in r.details.get("plots", [])]
+    if plots:
+        sections.append("### plots\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in plots))
+    (run_dir / "report.md").write_text("\n\n".join(sections) + "\n")
     synthetic.head(PREVIEW_ROWS).to_csv(run_dir / "preview.csv", index=False)
 
 
