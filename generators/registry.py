@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from generators.autoregressive import AutoregressiveGenerator
 from generators.base import GENERATOR_FILE, Generator
 from generators.baseline import CopyGenerator, UniformGenerator
 from generators.errors import ConfigError, DataError
@@ -29,6 +30,7 @@ REGISTRY: dict[str, type[Generator]] = {
         UniformGenerator,
         TabularVAEGenerator,
         GaussianMixtureGenerator,
+        AutoregressiveGenerator,
     )
 }
 

@@ -54,6 +54,12 @@ TINY: dict[str, tuple[dict[str, Any], str]] = {
     # close (a mixture's normal scores decoded through the quantiles): support, plus
     # tests/generators/test_gmm.py.
     "gmm": ({"max_components": 4}, "support"),
+    # 3 epochs: support only; marginals, dependencies, point masses, nulls and datetimes are
+    # checked in tests/generators/test_autoregressive.py.
+    "autoregressive": (
+        {"epochs": 3, "batch_size": 100, "width": 16, "n_bins": 10},
+        "support",
+    ),
 }
 NAMES = sorted(REGISTRY)
 FIT_SEED = 3

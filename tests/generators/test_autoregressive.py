@@ -1,0 +1,235 @@
+"""The autoregressive generator and its token encoding, on small seeded tables.
+
+Tolerances: a share p estimated from n_real training rows and compared with its share in
+n_synthetic sampled rows may differ by sampling noise on both sides, so checks allow four
+standard errors sqrt(p (1 - p) (1/n_real + 1/n_synthetic)), plus, where the check reads a
+learned conditional rather than a marginal, the model's own estimation error (the same
+noise again: the model is fitted on the real rows).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import generators.autoregressive as autoregressive
+import generators.base as base
+from generators.autoregressive import AutoregressiveGenerator
+from generators.encoding import TokenEncoder
+from generators.errors import ConfigError
+from generators.schema import infer_schema, normalize_dtypes
+
+SMALL = {"epochs": 40, "width": 32, "batch_size": 128, "early_stopping_patience": 5}
+N_SYNTHETIC = 4000
+SMALL_BINS = 30
+
+
+def _tolerance(p: float, n_real: int, n_synthetic: int, learned: bool = False) -> float:
+    real_noise = p * (1 - p) / n_real
+    variance = real_noise * (2 if learned else 1) + p * (1 - p) / n_synthetic
+    return 4 * math.sqrt(variance)
+
+
+def _fit(frame: pd.DataFrame, seed: int = 0, **params) -> AutoregressiveGenerator:
+    frame = normalize_dtypes(frame)
+    generator = AutoregressiveGenerator(device="cpu", **{**SMALL, **params})
+    return generator.fit(frame, infer_schema(frame), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def dependent_frame() -> pd.DataFrame:
+    """x: a/b/c; y copies x with probability 0.85 (else one of the other two); z: numeric
+    whose mean depends on y; w: 25% exactly 0, 15% exactly 100, the rest log-normal."""
+    rng = np.random.default_rng(7)
+    rows = 2000
+    x = rng.choice(["a", "b", "c"], size=rows, p=[0.5, 0.3, 0.2])
+    others = {"a": ["b", "c"], "b": ["a", "c"], "c": ["a", "b"]}
+    flip = rng.random(rows) >= 0.85
+    y = np.array([rng.choice(others[v]) if f else v for v, f in zip(x, flip, strict=True)])
+    z = rng.normal(np.select([y == "a", y == "b"], [0.0, 5.0], 10.0), 1.0)
+    kind = rng.random(rows)
+    w = np.where(kind < 0.25, 0.0, np.where(kind < 0.40, 100.0, rng.lognormal(3, 1, rows)))
+    return pd.DataFrame({"x": x, "y": y, "z": z, "w": w.round(3)})
+
+
+@pytest.fixture(scope="module")
+def dependent_fitted(dependent_frame: pd.DataFrame) -> AutoregressiveGenerator:
+    return _fit(dependent_frame, seed=1)
+
+
+def test_a_dependency_between_categories_is_learned(dependent_frame, dependent_fitted) -> None:
+    """P(y = x | x) is 0.85, where independent marginals would give about 0.4."""
+    real = dependent_frame
+    sample = dependent_fitted.sample(N_SYNTHETIC, seed=2)
+    for level in ("a", "b", "c"):
+        real_rows = real[real["x"] == level]
+        synthetic_rows = sample[sample["x"] == level]
+        p = float((real_rows["y"] == level).mean())
+        q = float((synthetic_rows["y"] == level).mean())
+        tolerance = _tolerance(p, len(real_rows), len(synthetic_rows), learned=True)
+        assert abs(q - p) <= tolerance, (level, p, q, tolerance)
+        independent = float((real["y"] == level).mean())
+        assert abs(q - independent) > tolerance, "y looks independent of x"
+
+
+def test_a_numeric_column_follows_its_parent(dependent_frame, dependent_fitted) -> None:
+    """The mean of z within each y level (0, 5, 10) is reproduced to within noise plus the
+    width of the quantile bins (z is decoded uniformly inside its bin)."""
+    real = dependent_frame
+    sample = dependent_fitted.sample(N_SYNTHETIC, seed=3)
+    bin_width = float(np.diff(np.asarray(dependent_fitted.encoder_.columns[2]["edges"])).max())
+    for level in ("a", "b", "c"):
+        z_real = real.loc[real["y"] == level, "z"]
+        z_synthetic = sample.loc[sample["y"] == level, "z"].astype(float)
+        noise = 4 * z_real.std() * math.sqrt(2 / len(z_real) + 1 / len(z_synthetic))
+        assert abs(z_synthetic.mean() - z_real.mean()) <= noise + bin_width / 2, level
+
+
+def test_point_masses_keep_their_exact_values_and_shares(dependent_frame, dependent_fitted):
+    real = dependent_frame["w"]
+    sample = dependent_fitted.sample(N_SYNTHETIC, seed=4)["w"].astype(float)
+    for value in (0.0, 100.0):
+        p, q = float((real == value).mean()), float((sample == value).mean())
+        assert abs(q - p) <= _tolerance(p, len(real), len(sample)), (value, p, q)
+    # The continuous part stays continuous: no other value is repeated like a point mass.
+    assert sample[~sample.isin([0.0, 100.0])].value_counts().max() <= 5
+    # w was rounded to 3 decimals: samples are on the same grid.
+    assert np.allclose(sample * 1000, (sample * 1000).round(), atol=1e-6)
+
+
+def test_missing_values_come_back_at_the_learned_rate() -> None:
+    rng = np.random.default_rng(11)
+    rows = 1500
+    amount = pd.array(rng.gamma(2.0, 50.0, rows).round(2), dtype="Float64")
+    amount[rng.random(rows) < 0.2] = pd.NA
+    colour = pd.array(rng.choice(["red", "green", "blue"], rows), dtype="string")
+    colour[rng.random(rows) < 0.1] = pd.NA
+    frame = pd.DataFrame({"amount": amount, "colour": colour})
+    sample = _fit(frame, seed=5).sample(N_SYNTHETIC, seed=6)
+    for name in ("amount", "colour"):
+        p = float(frame[name].isna().mean())
+        q = float(sample[name].isna().mean())
+        assert abs(q - p) <= _tolerance(p, rows, N_SYNTHETIC), (name, p, q)
+    assert sample["amount"].dropna().min() >= frame["amount"].min()
+    assert sample["amount"].dropna().max() <= frame["amount"].max()
+
+
+def test_datetimes_round_trip_on_their_resolution() -> None:
+    """Day-resolution dates come back as whole days, second-resolution times as whole
+    seconds, time zones kept, missing dates at their rate, the pickup-dropoff order mostly
+    kept (dropoff = pickup + 5..60 minutes, a dependency)."""
+    rng = np.random.default_rng(3)
+    rows = 1500
+    day = pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 700, rows), unit="D")
+    pickup = pd.Timestamp("2024-03-01", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 30 * 86400, rows), unit="s"
+    )
+    dropoff = pickup + pd.to_timedelta(rng.integers(300, 3600, rows), unit="s")
+    frame = pd.DataFrame({"day": day, "pickup": pickup, "dropoff": dropoff})
+    frame.loc[rng.random(rows) < 0.1, "day"] = pd.NaT
+    frame = normalize_dtypes(frame)
+    schema = infer_schema(frame)
+    assert [schema[c].kind for c in frame.columns] == ["datetime"] * 3  # precondition
+    generator = AutoregressiveGenerator(device="cpu", **SMALL, n_bins=SMALL_BINS)
+    generator.fit(frame, schema, seed=0)
+    sample = generator.sample(N_SYNTHETIC, seed=1)
+    assert [str(t) for t in sample.dtypes] == [str(t) for t in frame.dtypes]
+    days = sample["day"].dropna()
+    assert (days == days.dt.normalize()).all()
+    assert days.min() >= frame["day"].min() and days.max() <= frame["day"].max()
+    assert (sample["pickup"].dt.nanosecond == 0).all()
+    assert (sample["pickup"].dt.microsecond == 0).all()
+    p, q = float(frame["day"].isna().mean()), float(sample["day"].isna().mean())
+    assert abs(q - p) <= _tolerance(p, rows, N_SYNTHETIC)
+    # dropoff follows pickup to within the bins' resolution (values are drawn uniformly
+    # inside a bin, so their order within one bin is not kept): two independent draws over
+    # the 30 days would land within two bin widths of each other about 13% of the time.
+    bin_width = pd.Timedelta(days=30) / SMALL_BINS
+    close = float(((sample["dropoff"] - sample["pickup"]).abs() <= 2 * bin_width).mean())
+    assert close >= 0.8, close
+
+
+def test_a_single_value_column_and_booleans() -> None:
+    rng = np.random.default_rng(5)
+    rows = 800
+    frame = pd.DataFrame(
+        {
+            "constant": pd.array([7] * rows, dtype="Int64"),
+            "label": pd.array(["only"] * rows, dtype="string"),
+            "flag": pd.array(rng.random(rows) < 0.3, dtype="boolean"),
+        }
+    )
+    sample = _fit(frame, seed=2).sample(N_SYNTHETIC, seed=3)
+    assert (sample["constant"] == 7).all()
+    assert (sample["label"] == "only").all()
+    assert str(sample["flag"].dtype) == "boolean"
+    p, q = float(frame["flag"].mean()), float(sample["flag"].mean())
+    assert abs(q - p) <= _tolerance(p, rows, N_SYNTHETIC), (p, q)
+
+
+def test_sampling_in_blocks_and_shards_does_not_change_the_rows(
+    dependent_fitted, monkeypatch
+) -> None:
+    """Rows are drawn in cache-sized blocks inside a shard; the block size must not change
+    what a seed gives, and shards are seeded on their own (a shard is a whole sample)."""
+    reference = dependent_fitted.sample(1200, seed=8)
+    monkeypatch.setattr(autoregressive, "_SAMPLE_BLOCK_ROWS", 7)
+    pd.testing.assert_frame_equal(dependent_fitted.sample(1200, seed=8), reference)
+    monkeypatch.setattr(base, "SAMPLE_SHARD_ROWS", 500)
+    sharded = dependent_fitted.sample(1200, seed=8)
+    assert len(sharded) == 1200
+    pd.testing.assert_frame_equal(sharded.head(500), dependent_fitted.sample(500, seed=8))
+    assert not sharded.iloc[500:1000].reset_index(drop=True).equals(sharded.head(500))
+
+
+def test_save_load_gives_identical_samples_and_losses(dependent_fitted, tmp_path) -> None:
+    dependent_fitted.save(tmp_path / "model")
+    loaded = AutoregressiveGenerator.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.sample(700, seed=9), dependent_fitted.sample(700, seed=9))
+    assert loaded.losses_ == dependent_fitted.losses_
+
+
+def test_losses_are_recorded_per_epoch_and_early_stopping_keeps_the_best(
+    dependent_fitted,
+) -> None:
+    losses = dependent_fitted.losses_
+    assert 1 <= len(losses) <= SMALL["epochs"]
+    assert all(set(epoch) == {"train", "validation"} for epoch in losses)
+    validation = [epoch["validation"] for epoch in losses]
+    if len(losses) < SMALL["epochs"]:  # stopped early: the last `patience` epochs were worse
+        best = int(np.argmin(validation))
+        assert len(losses) - 1 - best == SMALL["early_stopping_patience"]
+    # Training lowered the loss below the first epoch's.
+    assert min(validation) < validation[0]
+
+
+def test_a_time_limit_stops_after_the_first_epoch(dependent_frame) -> None:
+    generator = _fit(dependent_frame.head(300), time_limit_s=1e-6)
+    assert len(generator.losses_) == 1
+
+
+def test_unknown_parameters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="n_bin"):
+        AutoregressiveGenerator(n_bin=10)
+
+
+def test_token_bins_hold_enough_rows_and_point_masses_are_exact() -> None:
+    rng = np.random.default_rng(0)
+    rows = 3000
+    values = np.where(rng.random(rows) < 0.5, 0, rng.integers(1, 100_000, rows))
+    frame = normalize_dtypes(pd.DataFrame({"gain": pd.array(values, dtype="Int64")}))
+    encoder = TokenEncoder(n_bins=40, min_bin_rows=25).fit(frame, infer_schema(frame))
+    tokens = encoder.transform(frame)[:, 0]
+    counts = np.bincount(tokens, minlength=encoder.vocab_sizes[0])
+    assert counts.min() >= 25 - 1  # quantile bins: at least min_bin_rows, up to a tie
+    assert encoder.vocab_sizes[0] <= 40 + 1
+    assert encoder.columns[0]["exact"] == [0.0]
+    decoded = encoder.inverse(tokens[:, None], np.random.default_rng(1))["gain"]
+    assert ((decoded == 0) == (values == 0)).all()  # the point mass decodes exactly
+    assert (decoded == np.round(decoded)).all()  # integers stay integers
+    # An interval decodes inside its own bin.
+    again = encoder.transform(pd.DataFrame({"gain": decoded}))[:, 0]
+    assert (again == tokens).all()
