@@ -2,7 +2,8 @@
 
 User errors end in one line on stderr (`error: ...`) and a non-zero exit; with `--json`
 the last line on stdout is one JSON object with the run's status, also on failure.
-Exit codes: 0 published, 1 failed, 3 quarantined.
+Exit codes: 0 published (or, for `validate`, passed), 1 failed, 3 quarantined (or
+checks failed).
 """
 
 from __future__ import annotations
@@ -58,10 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db",
     )
 
+    validate = commands.add_parser(
+        "validate", help="validate a table with a run's expectation suite (suite.json)"
+    )
+    validate.add_argument("suite", type=Path, help="a run's expectations/suite.json")
+    validate.add_argument("table", type=Path, help="Parquet, CSV or JSON Lines file to check")
+    validate.add_argument("--docs", type=Path, help="also write the Data Docs HTML page here")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+
     commands.add_parser("generators", help="list the registered generators")
 
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "sample": _sample, "generators": _generators}
+    handlers = {"run": _run, "sample": _sample, "validate": _validate, "generators": _generators}
     return handlers[args.command](args)
 
 
@@ -132,6 +141,27 @@ def _sample(args: argparse.Namespace) -> int:
         return _fail(error, as_json=False, generator=None)
     print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.output}")
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Exit 0 when every check passes, 3 when some fail, 1 on bad input."""
+    from generators.tables import read_table
+    from validation.expectations import load_suite, validate_table
+
+    try:
+        suite = load_suite(args.suite)
+        frame, _ = read_table(str(args.table))
+        validation = validate_table(frame, suite)
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+    if args.docs:
+        args.docs.write_text(validation.html)
+    report = validation.report
+    if args.json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        print(report.to_markdown())
+    return 0 if report.passed else EXIT_QUARANTINED
 
 
 def _generators(args: argparse.Namespace) -> int:

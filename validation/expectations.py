@@ -24,6 +24,7 @@ import html
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -406,6 +407,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def load_suite(path: Path) -> dict[str, Any]:
+    """Read a suite written by a run (expectations/suite.json)."""
+    try:
+        suite = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: suite file not found") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable JSON suite ({error})") from None
+    if not isinstance(suite, dict) or "synthpipe" not in suite.get("meta", {}):
+        raise DataError(f"{path}: not a synthpipe expectation suite (no meta.synthpipe)")
+    return suite
+
+
 # -- validating --------------------------------------------------------------------------
 @functools.cache
 def _gx_batch_definition():
@@ -442,6 +456,14 @@ def validate_table(frame: pd.DataFrame, suite: dict[str, Any]) -> Validation:
     )
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     gx_result = batch.validate(gx_suite)
+    for item in gx_result.results:
+        # NumPy scalars break GX's renderers and JSON; sample values of failed rows are
+        # dropped, so reports of a rejected table never carry its rows.
+        item.result = {
+            key: value
+            for key, value in _plain(item.result).items()
+            if not key.startswith("partial_unexpected")
+        }
     outcome = _plain(gx_result.to_json_dict())
     failures = [_describe_failure(item) for item in outcome["results"] if not item["success"]]
     computed = [run_check(frame, check) for check in suite["meta"]["synthpipe"]["computed_checks"]]
@@ -570,8 +592,6 @@ def _data_docs_html(gx_result, computed: list[dict]) -> str:
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
-    for item in gx_result.results:  # GX's renderers reject NumPy scalars in observed values
-        item.result = _plain(item.result)
     page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(gx_result))
     rows = "".join(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
