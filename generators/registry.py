@@ -10,6 +10,7 @@ from generators.autoregressive import AutoregressiveGenerator
 from generators.base import GENERATOR_FILE, Generator
 from generators.baseline import CopyGenerator, UniformGenerator
 from generators.errors import ConfigError, DataError
+from generators.gan import ConditionalGANGenerator
 from generators.gmm import GaussianMixtureGenerator
 from generators.sdv import (
     CopulaGANGenerator,
@@ -29,6 +30,7 @@ REGISTRY: dict[str, type[Generator]] = {
         CopyGenerator,
         UniformGenerator,
         TabularVAEGenerator,
+        ConditionalGANGenerator,
         GaussianMixtureGenerator,
         AutoregressiveGenerator,
     )

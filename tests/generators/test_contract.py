@@ -50,6 +50,17 @@ TINY: dict[str, tuple[dict[str, Any], str]] = {
     "copy": ({}, "marginals"),
     "uniform": ({}, "support"),
     "vae": ({"epochs": 3, "batch_size": 100, "latent_dim": 8, "hidden_dims": (32,)}, "support"),
+    # Our GAN, 2 epochs: far from converged, so support only (see tests/generators/test_gan.py).
+    "gan": (
+        {
+            "epochs": 2,
+            "batch_size": 100,
+            "embedding_dim": 16,
+            "generator_dim": (32,),
+            "discriminator_dim": (32,),
+        },
+        "support",
+    ),
     # The GMM's category shares are exact up to its smoothing, but its numeric mean is only
     # close (a mixture's normal scores decoded through the quantiles): support, plus
     # tests/generators/test_gmm.py.
