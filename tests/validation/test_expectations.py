@@ -521,16 +521,7 @@ SHARED_SETS = ["adult", "nyc_taxis"]
     "name",
     [
         "adult",
-        pytest.param(
-            "nyc_taxis",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="pair bands are centred on the batch_rows-sized sample's mean; pickup "
-                "and dropoff have Spearman 0.999999 whose small-sample bias exceeds 4 spreads, "
-                "so the larger training table itself falls outside its band",
-            ),
-        ),
+        "nyc_taxis",
     ],
 )
 def test_shared_training_table_passes_its_own_suite(shared_data, name) -> None:

@@ -141,6 +141,14 @@ def test_discriminator_tells_uniform_apart_and_not_a_real_sample(reports, adult,
     assert auc >= rule - 4 * hanley_mcneil_se(rule, rows, rows)
 
 
+def test_discriminator_of_a_copy_is_no_better_than_chance(reports, adult) -> None:
+    # Identical rows share a cross-validation fold; otherwise each copied row meets its
+    # real twin with the opposite label across folds and the AUC falls far below 0.5.
+    train = adult[0]
+    se = hanley_mcneil_se(0.5, len(train), len(train))
+    assert abs(reports["copy"].metrics["discriminator_auc"] - 0.5) <= 4 * se
+
+
 def _auc_se(holdout: pd.DataFrame, auc: float) -> float:
     positives = int((holdout["income"] == ">50K").sum())
     return hanley_mcneil_se(auc, positives, len(holdout) - positives)
