@@ -234,3 +234,10 @@ def test_shipped_nyc_taxis_config_runs_on_the_shared_data(shared_data, tmp_path,
     assert str(table.schema.field("pickup").type) == "timestamp[ns]"
     frame = table.to_pandas()
     assert frame["payment"].isna().any() or frame["dropoff_zone"].isna().any()
+    # GaussianCopula's output is scored and pictured, and the scores are in MLflow.
+    metrics = MlflowClient(config.tracking.uri).get_run(result.mlflow_run_id).data.metrics
+    assert 0 < metrics["fidelity.quality"] < metrics["fidelity.quality_holdout"] <= 1
+    assert metrics["expectations.evaluated"] > 0
+    plots = Path(result.output).parent / "plots"
+    assert (plots / "association_difference.png").is_file()
+    assert len(list((plots / "columns").glob("*.png"))) == len(frame.columns)
