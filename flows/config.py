@@ -12,9 +12,10 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from generators.base import validate_params
 from generators.errors import ConfigError
@@ -94,6 +95,19 @@ class TrackingConfig(Strict):
     )
     experiment: str = "synthpipe"
     register_model: bool = True
+
+    @field_validator("uri")
+    @classmethod
+    def _no_credentials(cls, uri: str | None) -> str | None:
+        # The config is logged (MLflow params, config.yaml, Prefect's flow parameters), so
+        # it must never carry a secret.
+        if uri and urlsplit(uri).password:
+            raise ConfigError(
+                "tracking.uri: holds a password, which would be logged; remove it from the URI "
+                "and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                "MLFLOW_TRACKING_TOKEN) in the environment"
+            )
+        return uri
 
 
 class RunConfig(Strict):

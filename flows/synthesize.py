@@ -56,6 +56,7 @@ PREVIEW_ROWS = 20
 EXPECTATIONS_DIR = "expectations"  # suite.json, validation_result.json, data_docs.html
 SUITE_FILE = "suite.json"
 PLOTS_DIR = "plots"
+PRIVATE_DIR_MODE = 0o700
 MAX_REASONS = 10  # failure lines in the Failed state's message; all of them in report.md
 VERSIONED_PACKAGES = ["synthpipe", "pandas", "pyarrow", "torch", "sdv", "prefect", "mlflow"]
 
@@ -279,7 +280,7 @@ def write_output(
 )
 def publish(staging_dir: Path, final_dir: Path) -> Path:
     """Move the complete run folder into place in one rename: the last step of a run."""
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(final_dir.parent)
     staging_dir.rename(final_dir)
     return final_dir / SYNTHETIC_FILE
 
@@ -304,7 +305,7 @@ def synthesize(config: RunConfig) -> RunResult:
     run_id = tracker.run_id
     run_root = (Path(config.output.dir) / config.name).resolve()
     staging_dir = run_root / ".staging" / run_id
-    staging_dir.mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(staging_dir)
     try:
         tracker.log_params(config.flat())
         timings: dict[str, float] = {}
@@ -503,6 +504,18 @@ def _write_reports(run_dir: Path, reports: list[Report], synthetic: pd.DataFrame
         sections.append("### plots\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in plots))
     (run_dir / "report.md").write_text("\n\n".join(sections) + "\n")
     synthetic.head(PREVIEW_ROWS).to_csv(run_dir / "preview.csv", index=False)
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """Create `folder` and missing parents as owner-only (0o700): a run holds a model
+    trained on real data and its reports. Existing folders keep their modes."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+        created.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
 
 
 def _remove_staging(staging_dir: Path) -> None:

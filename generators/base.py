@@ -10,6 +10,7 @@ released), and `conform` the output to the input's schema.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -102,6 +103,9 @@ class Generator(ABC):
     Params: ClassVar[type[Params]] = Params
     # True for generators that can train under DP-SGD (a `dp` budget passed to fit).
     supports_dp: ClassVar[bool] = False
+    # True where loading must unpickle (SDV's synthesizers): load such models only from a
+    # store you trust. Our own models are tensors and JSON; loading never runs code.
+    unpickles_on_load: ClassVar[bool] = False
 
     def __init__(self, device: Device = "auto", **params: Any) -> None:
         self.device = device
@@ -197,7 +201,15 @@ class Generator(ABC):
         generator.schema_ = Schema.load(path / SCHEMA_FILE)
         generator._id_starts = meta["id_starts"]
         generator.losses_ = meta["losses"]
-        generator._load(path)
+        try:
+            generator._load(path)
+        except pickle.UnpicklingError as error:
+            # torch.load(weights_only=True) refuses anything but tensors and plain data.
+            raise DataError(
+                f"{path}: the model files hold objects other than tensors, which are never "
+                f"loaded (they could run code); re-train or re-save the model "
+                f"({' '.join(str(error).split())[:160]})"
+            ) from None
         return generator
 
     @property

@@ -74,6 +74,7 @@ class SDVGenerator(Generator):
 
     sdv_class_name: ClassVar[str]
     uses_gpu: ClassVar[bool] = True
+    unpickles_on_load: ClassVar[bool] = True  # SDV synthesizers are saved as pickles
 
     def _synthesizer_class(self):
         from sdv import single_table
