@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -85,6 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     except SynthpipeError as error:
         return _fail(error, args.json, generator=None)
 
+    problem = _prefect_api_problem()
+    if problem:
+        return _fail(problem, args.json, generator=config.generator.name)
+
     from flows.synthesize import RunResult, synthesize
 
     state = synthesize(config, return_state=True)
@@ -111,6 +116,31 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     return 0 if result.status == "published" else EXIT_QUARANTINED
+
+
+def _prefect_api_problem(attempts: int = 3) -> str | None:
+    """When PREFECT_API_URL names a server, check it answers before any work starts (with
+    backoff: 1 s, 2 s); unset, runs use Prefect's embedded server and need no check."""
+    import time
+    import urllib.request
+
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return None
+    problem = ""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(2 ** (attempt - 1))
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5):
+                return None
+        except (OSError, ValueError) as error:
+            problem = " ".join(str(error).split())[:160]
+    return (
+        f"PREFECT_API_URL: cannot reach the Prefect server at {url} after {attempts} tries "
+        f"({problem}); start it (prefect server start), or unset PREFECT_API_URL to run on "
+        "the embedded server"
+    )
 
 
 def _sample(args: argparse.Namespace) -> int:

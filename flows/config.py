@@ -93,10 +93,13 @@ class TrackingConfig(Strict):
     uri: str | None = Field(
         None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
     )
+    fallback_uri: str | None = Field(
+        None, description="log here (e.g. sqlite:///mlflow.db) when the uri's server is down"
+    )
     experiment: str = "synthpipe"
     register_model: bool = True
 
-    @field_validator("uri")
+    @field_validator("uri", "fallback_uri")
     @classmethod
     def _no_credentials(cls, uri: str | None) -> str | None:
         # The config is logged (MLflow params, config.yaml, Prefect's flow parameters), so

@@ -16,6 +16,7 @@ Failed with the reasons.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import logging
@@ -35,9 +36,9 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.config import DataConfig, RunConfig
-from flows.tracking import RunTracker
+from flows.tracking import RunTracker, reachable_tracking_uri
 from generators.base import GENERATOR_FILE, DPBudget
-from generators.errors import SynthpipeError
+from generators.errors import DataError, SynthpipeError
 from generators.registry import load_generator, make_generator
 from generators.schema import Schema, infer_schema
 from generators.tables import read_table, split_holdout, write_parquet_atomic
@@ -82,7 +83,13 @@ def _retry_on_io_error(task, task_run, state) -> bool:
     except Exception as error:
         cause = error.__context__ if isinstance(error, SynthpipeError) else error
         permanent = (FileNotFoundError, PermissionError, IsADirectoryError, gzip.BadGzipFile)
-        return isinstance(cause, OSError) and not isinstance(cause, permanent)
+        # A full disk, an exceeded quota or a read-only filesystem stays so on a retry.
+        lasting = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+        return (
+            isinstance(cause, OSError)
+            and not isinstance(cause, permanent)
+            and cause.errno not in lasting
+        )
     return False
 
 
@@ -272,7 +279,14 @@ def write_output(
     synthetic: pd.DataFrame, schema: Schema, staging_dir: Path, metadata: dict[str, str]
 ) -> Path:
     """Write the synthetic table as Parquet, with the input's Arrow types, into staging."""
-    return write_parquet_atomic(schema.to_arrow(synthetic), staging_dir / SYNTHETIC_FILE, metadata)
+    path = staging_dir / SYNTHETIC_FILE
+    try:
+        return write_parquet_atomic(schema.to_arrow(synthetic), path, metadata)
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot write {path} ({error.strerror or error}); free space or "
+            "choose a writable output.dir"
+        ) from error
 
 
 @task(
@@ -291,8 +305,11 @@ def synthesize(config: RunConfig) -> RunResult:
     """Train config.generator on config.data, sample, check, publish Parquet, log to MLflow."""
     started = time.perf_counter()
     flow_run_id = flow_run.get_id()
+    uri, unreachable = reachable_tracking_uri(config.tracking.uri, config.tracking.fallback_uri)
+    if unreachable:
+        print(f"MLflow at {unreachable} is unreachable: logging to {uri} (tracking.fallback_uri)")
     tracker = RunTracker(
-        config.tracking.uri,
+        uri,
         config.tracking.experiment,
         config.name,
         tags={
@@ -300,13 +317,14 @@ def synthesize(config: RunConfig) -> RunResult:
             "synthpipe.generator": config.generator.name,
             "synthpipe.config_hash": config.digest(),
             "synthpipe.modality": config.data.modality,
+            **({"synthpipe.tracking_fallback_from": unreachable} if unreachable else {}),
         },
     )
     run_id = tracker.run_id
     run_root = (Path(config.output.dir) / config.name).resolve()
     staging_dir = run_root / ".staging" / run_id
-    _make_private_dirs(staging_dir)
     try:
+        _make_private_dirs(staging_dir)
         tracker.log_params(config.flat())
         timings: dict[str, float] = {}
 
@@ -513,9 +531,15 @@ def _make_private_dirs(folder: Path) -> None:
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
-    for created in reversed(missing):
-        created.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-        created.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    try:
+        for created in reversed(missing):
+            created.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+            created.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot create {error.filename or created} ({error.strerror or error}); "
+            "choose a writable output.dir"
+        ) from None
 
 
 def _remove_staging(staging_dir: Path) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.request
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -20,9 +22,14 @@ from mlflow.tracking import MlflowClient
 
 import generators
 from flows.model import GENERATOR_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
+from generators.errors import SynthpipeError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 6000  # MLflow's limit for one param value
+# A tracking server is probed before any work starts: a run should fail in seconds, not
+# after an hour of training, when the server is down.
+PROBE_ATTEMPTS = 3
+PROBE_TIMEOUT_S = 5
 REQUIREMENTS = [
     "pandas",
     "pyarrow",
@@ -47,6 +54,48 @@ def _key(name: str) -> str:
 
 def tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+class TrackingUnavailable(SynthpipeError):
+    """The MLflow tracking server cannot be reached (and no fallback is configured)."""
+
+
+def reachable_tracking_uri(
+    configured: str | None, fallback: str | None, attempts: int = PROBE_ATTEMPTS
+) -> tuple[str, str | None]:
+    """The tracking URI to log to, checked before any work starts.
+
+    A server URI (http/https) is probed at its /health endpoint, `attempts` times with
+    exponential backoff (1 s, 2 s, ...). When it never answers, use `fallback` if given;
+    else raise TrackingUnavailable. Returns (uri, the unreachable primary or None).
+    """
+    uri = tracking_uri(configured)
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return uri, None
+    problem = ""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(2 ** (attempt - 1))
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
+                return uri, None
+        except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts are OSErrors
+            problem = " ".join(str(error).split())[:160]
+    if fallback:
+        return tracking_uri(fallback), uri
+    raise TrackingUnavailable(
+        f"tracking.uri: cannot reach the MLflow server at {_redacted(uri)} after {attempts} "
+        f"tries ({problem}); start it, fix tracking.uri, or set tracking.fallback_uri (e.g. "
+        "sqlite:///mlflow.db) to log locally when it is down"
+    )
+
+
+def _redacted(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=f"***@{host}").geturl()
+    return uri
 
 
 class RunTracker:

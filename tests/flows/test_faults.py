@@ -1,0 +1,161 @@
+"""Faults mid-run: servers down, a full disk, an unusable output folder, a killed writer.
+
+Each run either completes, or fails with one clear line and leaves nothing on the output
+path; an unreachable server is found before any training starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import flows.synthesize
+from flows.cli import main
+from flows.config import load_config
+from flows.synthesize import synthesize
+from tests.conftest import REPO
+from tests.flows.conftest import assert_nothing_written
+
+pytestmark = pytest.mark.slow
+
+
+def _closed_port() -> int:
+    """A local port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _fit_must_not_run(monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("training started although the run could not be tracked")
+
+    monkeypatch.setattr(flows.synthesize, "make_generator", fail)
+
+
+def test_unreachable_prefect_server_fails_before_the_flow_in_one_line(
+    write_config, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
+    _fit_must_not_run(monkeypatch)
+    assert main(["run", str(write_config())]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "PREFECT_API_URL" in errors[0] and "after 3 tries" in errors[0]
+    assert_nothing_written(tmp_path / "outputs")
+
+
+def test_unreachable_mlflow_server_fails_before_training(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    _fit_must_not_run(monkeypatch)
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["run", str(write_config(tracking={"uri": dead}))]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "cannot reach the MLflow server" in errors[0]
+    assert "tracking.fallback_uri" in errors[0]  # says what to do
+    assert_nothing_written(tmp_path / "outputs")
+
+
+def test_unreachable_mlflow_server_falls_back_to_local_tracking_when_configured(
+    write_config, tmp_path, prefect_harness
+):
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    local = f"sqlite:///{tmp_path / 'fallback.db'}"
+    config = load_config(write_config(tracking={"uri": dead, "fallback_uri": local}))
+    result = synthesize(config)
+    assert result.status == "published"
+    tags = MlflowClient(local).get_run(result.mlflow_run_id).data.tags
+    assert tags["synthpipe.tracking_fallback_from"] == dead
+
+
+def test_full_disk_while_writing_fails_clearly_and_publishes_nothing(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    attempts = []
+
+    def disk_full(*args, **kwargs):
+        attempts.append(1)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(flows.synthesize, "write_parquet_atomic", disk_full)
+    path = write_config()
+    assert main(["run", str(path)]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1
+    assert "output.dir: cannot write" in errors[0] and "No space left" in errors[0]
+    assert len(attempts) == 1  # a full disk is not retried
+    assert_nothing_written(tmp_path / "outputs")
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])[0]
+    assert run.info.status == "FAILED"
+
+
+def test_output_dir_that_cannot_be_created_fails_in_one_line(
+    write_config, tmp_path, capsys, prefect_harness
+):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    path = write_config(output={"dir": str(blocker / "outputs")})
+    assert main(["run", str(path)]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "output.dir: cannot create" in errors[0]
+    assert blocker.read_text() == "not a folder"
+
+
+def test_run_folders_are_owner_only(write_config, tmp_path, prefect_harness):
+    result = synthesize(load_config(write_config()))
+    run_dir = tmp_path / "outputs" / "adult-slice" / result.mlflow_run_id
+    for folder in (tmp_path / "outputs", run_dir.parent, run_dir):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import pyarrow as pa
+    from generators.tables import write_parquet_atomic
+
+    rows = 3_000_000
+    table = pa.table({f"c{i}": np.random.default_rng(i).random(rows) for i in range(8)})
+    print("ready", flush=True)
+    write_parquet_atomic(table, sys.argv[1])
+    """
+)
+
+
+def test_a_killed_writer_leaves_no_file_on_the_published_path(tmp_path):
+    target = tmp_path / "out" / "synthetic.parquet"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(target)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        # Kill it mid-write: once its temporary file holds data, before the rename.
+        while time.monotonic() < deadline:
+            partial = [p for p in target.parent.glob(".*.tmp") if p.stat().st_size > 0]
+            if partial or target.exists():
+                break
+            time.sleep(0.005)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        writer.kill()
+    assert partial, "the writer finished before it could be killed; make the table larger"
+    assert not target.exists()  # readers of the published name never see half a file
