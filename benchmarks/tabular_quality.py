@@ -104,13 +104,17 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_one(name: str, config_path: Path, params: dict, sample_rows: int, seed: int) -> dict:
+def run_one(
+    name: str, config_path: Path, params: dict, sample_rows: int, seed: int, threads: int | None
+) -> dict:
     """Fit, sample, score one generator (in this process)."""
     import warnings
 
     from validation.privacy import privacy_metrics
 
     warnings.simplefilter("ignore")
+    if threads:
+        torch.set_num_threads(threads)
     train, holdout, schema, _ = load_split(config_path)
     rss_before = _rss_mib()
     generator = make_generator(name, params, device="auto")
@@ -133,6 +137,7 @@ def run_one(name: str, config_path: Path, params: dict, sample_rows: int, seed: 
         "sample_rows_per_second": sample_rows / sample_seconds,
         "peak_rss_mib": peak,
         "rss_before_fit_mib": rss_before,
+        "torch_threads": torch.get_num_threads(),
         "params": params,
     }
 
@@ -151,6 +156,7 @@ def run_in_subprocess(name: str, args: argparse.Namespace, params: dict) -> dict
         str(args.seed),
         "--params-json",
         json.dumps(params),
+        *(["--threads", str(args.threads)] if args.threads else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -192,19 +198,19 @@ def markdown(rows: list[dict], about: dict, train_rows: int, sample_rows: int) -
         f"{_today()}; {machine()}.",
         "",
         "| generator | quality | column shapes | pair trends | DCR share | fit s | epochs "
-        f"| sample rows/s ({sample_rows:,}) | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| sample rows/s ({sample_rows:,}) | peak RSS MiB | torch threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['generator']} | failed: {row['error'][:80]} |||||||")
+            lines.append(f"| {row['generator']} | failed: {row['error'][:80]} ||||||||")
             continue
         lines.append(
             f"| {row['generator']} | {_cell(row['quality'])} | {_cell(row['column_shapes'])} "
             f"| {_cell(row['column_pair_trends'])} | {_cell(row.get('dcr_share'))} "
             f"| {_cell(row.get('fit_seconds'), 1)} | {_cell(row.get('epochs'))} "
             f"| {_cell(row.get('sample_rows_per_second'), 0)} "
-            f"| {_cell(row.get('peak_rss_mib'), 0)} |"
+            f"| {_cell(row.get('peak_rss_mib'), 0)} | {_cell(row.get('torch_threads'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -233,13 +239,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="GENERATOR.PARAM=VALUE")
     parser.add_argument("--output", type=Path, default=RESULTS / "tabular_quality.md")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per generator (default: torch's own, one per core); on a CPU "
+        "shared with other jobs, 1 avoids threads spinning against them",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--params-json", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
+        params = json.loads(args.params_json)
         result = run_one(
-            args.worker, args.config, json.loads(args.params_json), args.sample_rows, args.seed
+            args.worker, args.config, params, args.sample_rows, args.seed, args.threads
         )
         print(json.dumps(result))
         return
