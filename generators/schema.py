@@ -205,7 +205,10 @@ def _align_timezone(parsed: pd.Series, dtype: str) -> pd.Series:
 
 
 def normalize_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Move a frame to nullable dtypes: ints -> Int64, floats -> Float64, text -> string."""
+    """Move a frame to nullable dtypes: ints -> Int64, floats -> Float64, text -> string.
+
+    A float NaN becomes a missing value (`pd.NA`), as it is in every other path in.
+    """
     out = frame.convert_dtypes(
         infer_objects=True,
         convert_string=True,
@@ -213,27 +216,83 @@ def normalize_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
         convert_boolean=True,
         convert_floating=False,
     )
-    for name in out.columns:
-        dtype = out[name].dtype
+    changed = {}  # set all at once: one assignment per column fragments a wide frame
+    for position, name in enumerate(out.columns):
+        column = out.iloc[:, position]
+        dtype = column.dtype
         if isinstance(dtype, pd.CategoricalDtype):  # e.g. Parquet dictionary columns
-            out[name] = out[name].astype(object).astype("string")
+            changed[position] = column.astype(object).astype("string")
         elif pd.api.types.is_integer_dtype(dtype) and not isinstance(
             dtype, pd.api.extensions.ExtensionDtype
         ):
-            out[name] = out[name].astype(str(dtype).capitalize().replace("Uint", "UInt"))
+            changed[position] = column.astype(str(dtype).capitalize().replace("Uint", "UInt"))
         elif pd.api.types.is_float_dtype(dtype):
-            out[name] = out[name].astype("Float64")
+            numbers = column.to_numpy(dtype="float64", na_value=np.nan)
+            if dtype != "Float64" or np.isnan(numbers).any():
+                changed[position] = pd.Series(
+                    pd.array(numbers, dtype="Float64"), index=column.index, name=name
+                )
         elif pd.api.types.is_datetime64_any_dtype(dtype):
             # One unit everywhere: generators and encoders read datetimes as int64
             # nanoseconds; to_arrow casts back to the input's unit.
-            out[name] = out[name].dt.as_unit("ns")
+            try:
+                changed[position] = column.dt.as_unit("ns")
+            except (OverflowError, pd.errors.OutOfBoundsDatetime):
+                raise DataError(
+                    f"column '{name}' holds dates outside {pd.Timestamp.min.year}-"
+                    f"{pd.Timestamp.max.year}, the range synthpipe's nanosecond timestamps "
+                    f"hold; cast it to text or numbers, or list it under data.drop"
+                ) from None
         elif pd.api.types.is_object_dtype(dtype):
-            present = out[name].dropna()
+            present = column.dropna()
             if len(present) and all(isinstance(v, decimal.Decimal) for v in present.iloc[:100]):
-                out[name] = out[name].astype("float64").astype("Float64")
+                changed[position] = column.astype("float64").astype("Float64")
             else:  # mixed types (e.g. JSON ints and strings in one field): keep as text
-                out[name] = out[name].astype("string")
+                changed[position] = column.astype("string")
+    if not changed:
+        return out
+    if len(changed) == out.shape[1] and out.columns.is_unique:
+        return pd.DataFrame({out.columns[i]: changed[i] for i in range(out.shape[1])})
+    out = out.copy()
+    for position, column in changed.items():
+        out.isetitem(position, column)
     return out
+
+
+_PLAIN_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)"
+_GROUPED_NUMBER = r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?"  # "1,234" and "-12,345,678.9"
+
+
+def parse_number_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Turn string columns of numbers written with thousands separators ("1,234") into numbers.
+
+    Only when every present value is a number and at least one has separators; a column
+    with a single word in it stays text.
+    """
+    out = None
+    for position, name in enumerate(frame.columns):
+        values = frame.iloc[:, position]
+        if not pd.api.types.is_string_dtype(values.dtype):
+            continue
+        present = values.dropna()
+        if present.empty:
+            continue
+        probe = present.iloc[:1000].astype(str).str.strip()  # most columns fail here, cheaply
+        if not probe.str.fullmatch(f"{_GROUPED_NUMBER}|{_PLAIN_NUMBER}").all():
+            continue
+        text = present.astype(str).str.strip()
+        grouped = text.str.fullmatch(_GROUPED_NUMBER)
+        if not grouped.any() or not (grouped | text.str.fullmatch(_PLAIN_NUMBER)).all():
+            continue
+        numbers = pd.to_numeric(text.str.replace(",", "", regex=False), errors="coerce")
+        whole = not text.str.contains(".", regex=False).any()
+        dtype = "Int64" if whole and numbers.abs().max() < 2**53 else "Float64"
+        parsed = pd.Series(pd.NA, index=values.index, dtype=dtype, name=name)
+        parsed[present.index] = numbers.astype("float64").astype(dtype)
+        if out is None:
+            out = frame.copy()
+        out.isetitem(position, parsed)
+    return frame if out is None else out
 
 
 def parse_datetime_strings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -270,6 +329,8 @@ def _to_datetime(values: pd.Series) -> pd.Series | None:
         for fmt in ("ISO8601", None, "mixed"):
             try:
                 parsed = pd.to_datetime(values, errors="coerce", format=fmt)
+                if parsed.dtype == object:  # several UTC offsets: keep the instants, in UTC
+                    parsed = pd.to_datetime(values, errors="coerce", format=fmt, utc=True)
             except (ValueError, TypeError, OverflowError):
                 continue
             if parsed.notna().mean() >= DATETIME_MIN_PARSED_SHARE * values.notna().mean():
@@ -339,6 +400,14 @@ def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
     present = values.dropna()
     if kind == "numeric":
         if not pd.api.types.is_numeric_dtype(values.dtype):
+            text = present.astype(str)
+            words = text[pd.to_numeric(text, errors="coerce").isna()]
+            if len(words) and len(words) < 0.5 * len(text):
+                raise DataError(
+                    f"column '{name}' is declared numeric but some values are not numbers "
+                    f"(e.g. {words.unique()[:3].tolist()}); add them to data.na_values to "
+                    "read them as missing, or fix them at the source"
+                )
             raise DataError(
                 f"column '{name}' is declared numeric but holds {values.dtype} values "
                 f"such as {present.iloc[:3].tolist()}; fix data.schema.{name}"
