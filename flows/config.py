@@ -15,7 +15,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from generators.base import validate_params
 from generators.errors import ConfigError
@@ -101,12 +109,13 @@ class TrackingConfig(Strict):
 
     @field_validator("uri", "fallback_uri")
     @classmethod
-    def _no_credentials(cls, uri: str | None) -> str | None:
+    def _no_credentials(cls, uri: str | None, info: ValidationInfo) -> str | None:
         # The config is logged (MLflow params, config.yaml, Prefect's flow parameters), so
         # it must never carry a secret.
         if uri and urlsplit(uri).password:
             raise ConfigError(
-                "tracking.uri: holds a password, which would be logged; remove it from the URI "
+                f"tracking.{info.field_name}: holds a password, which would be logged; remove it "
+                "from the URI "
                 "and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
                 "MLFLOW_TRACKING_TOKEN) in the environment"
             )

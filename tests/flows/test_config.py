@@ -42,6 +42,12 @@ def test_minimal_config_gets_documented_defaults():
             "generator.params.epoch: unknown parameter",
         ),
         ({**MINIMAL, "name": "has spaces"}, "name:"),
+        # A name cannot lead the run folder out of output.dir.
+        ({**MINIMAL, "name": "../../etc"}, "name: String should match pattern"),
+        ({**MINIMAL, "name": "a/b"}, "name: String should match pattern"),
+        ({**MINIMAL, "name": ".hidden"}, "name: String should match pattern"),
+        ({**MINIMAL, "validation": {"on_failure": "ignore"}}, "validation.on_failure"),
+        ({**MINIMAL, "validation": {"sigmas": 0}}, "validation.sigmas"),
         ({**MINIMAL, "seed": -1}, "seed: Input should be greater than or equal to 0"),
         ({**MINIMAL, "privacy": {"dp": {"epsilon": 1}}}, "privacy.dp: generator 'gaussian_copula'"),
         ({**MINIMAL, "privacy": {"dp": {"epsilon": -1}, "generator": 1}}, "privacy.dp.epsilon"),
@@ -120,3 +126,13 @@ def test_every_shipped_config_is_valid():
         assert config.name and config.generator.name
     adult = load_config(REPO / "configs" / "adult.yaml")
     assert Path(adult.data.path).is_file()  # the demo's data ships in the repo
+
+
+@pytest.mark.parametrize("key", ["uri", "fallback_uri"])
+def test_a_password_in_a_tracking_uri_is_refused_and_never_echoed(key):
+    raw = {**MINIMAL, "tracking": {key: "https://alice:hunter2@mlflow.example.com"}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert f"tracking.{key}: holds a password" in str(error.value)
+    assert "MLFLOW_TRACKING_PASSWORD" in str(error.value)  # says where credentials go
+    assert "hunter2" not in str(error.value)
