@@ -172,12 +172,17 @@ class Schema:
 def _conform_column(values: pd.Series, column: Column) -> pd.Series:
     values = values.reset_index(drop=True)
     if column.kind == "numeric":
-        numbers = pd.to_numeric(values, errors="coerce").astype("Float64")
+        # In numpy, not pandas: per-column overhead decides the speed of a wide table.
+        if not (
+            pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype)
+        ):
+            values = pd.to_numeric(values, errors="coerce")
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
         if column.minimum is not None:
-            numbers = numbers.clip(column.minimum, column.maximum)
+            numbers = np.clip(numbers, column.minimum, column.maximum)  # NaN stays NaN
         if column.is_integer:
-            numbers = numbers.round()
-        return numbers.astype(column.dtype)
+            numbers = np.round(numbers)
+        return pd.Series(pd.array(numbers, dtype="Float64")).astype(column.dtype)
     if column.kind == "boolean":
         if not pd.api.types.is_bool_dtype(values.dtype):  # e.g. "True"/"False" labels
             text = values.astype("string").str.lower()

@@ -237,7 +237,10 @@ def _read_csv(
     encoding: str,
     gzipped: bool,
 ) -> pd.DataFrame:
-    sep, skip_spaces = _delimiter(separator)
+    try:
+        sep, skip_spaces = _delimiter(separator)
+    except DataError as error:
+        raise DataError(f"{file}: {error}") from None
     first_row = _scan_csv(file, sep, skip_spaces, encoding, gzipped)
     if first_row is None:
         raise DataError(f"{file}: the file is empty")
