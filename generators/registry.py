@@ -9,6 +9,7 @@ from typing import Any
 from generators.autoregressive import AutoregressiveGenerator
 from generators.base import GENERATOR_FILE, Generator
 from generators.baseline import CopyGenerator, UniformGenerator
+from generators.boltzmann import DBMGenerator, DBNGenerator, RBMGenerator
 from generators.errors import ConfigError, DataError
 from generators.gan import ConditionalGANGenerator
 from generators.gmm import GaussianMixtureGenerator
@@ -33,6 +34,9 @@ REGISTRY: dict[str, type[Generator]] = {
         ConditionalGANGenerator,
         GaussianMixtureGenerator,
         AutoregressiveGenerator,
+        RBMGenerator,
+        DBNGenerator,
+        DBMGenerator,
     )
 }
 

@@ -1,0 +1,857 @@
+"""Boltzmann machines for tables in PyTorch: RBM, DBN and DBM (one family, one file).
+
+Everything here is an energy-based model over a layer of visible units v and one or two
+layers of binary hidden units h, trained by contrastive divergence and sampled by block
+Gibbs sampling, batched on whatever device `resolve_device` picks.
+
+The visible layer (`VisibleLayout`) mixes three kinds of unit:
+- bernoulli: an independent binary unit, p(v_i = 1 | h) = sigmoid(a_i);
+- softmax groups: a group of units of which exactly one is on, p(v_g = k | h) =
+  softmax(a_g)_k (Salakhutdinov, Mnih & Hinton's "softmax visible unit"). A table column
+  is one group, so a sampled row always decodes to one value per column;
+- gaussian: unit variance, v_i | h ~ N(a_i, 1) (Gaussian-Bernoulli RBM, for normal scores),
+where a = b + W h is the visible activation. The energy is
+
+    E(v, h) = -v.W.h - b.v - c.h  (+ sum_i over gaussian units of v_i^2 / 2)
+
+Tables reach the models through one of two encodings, both from `generators.encoding`:
+- "bins" (default): `TokenEncoder` gives each column a token (a category, missing as a
+  category; a numeric point mass, a quantile interval, or missing), and each column
+  becomes one softmax group over its tokens. Decoding draws a point mass exactly and an
+  interval uniformly on the column's grid.
+- "gaussian": `TabularEncoder`'s quantile-normal scores as gaussian units, categories as
+  softmax groups, missing indicators as bernoulli units.
+
+The three models:
+- `rbm` (`RBM`): CD-k, or persistent CD (Tieleman 2008) with `persistent`, with momentum,
+  weight decay and minibatches. Per epoch: reconstruction error and pseudo-log-likelihood
+  (PLL); optionally an annealed-importance-sampling (AIS) estimate of log Z (Salakhutdinov &
+  Murray 2008), hence a log-likelihood, after training.
+- `dbn` (`DBN`): greedily stacked RBMs (Hinton, Osindero & Teh 2006); each RBM learns the
+  hidden probabilities of the one below. Sampling runs Gibbs in the top RBM and then one
+  downward pass through the lower RBMs' visible conditionals.
+- `dbm` (`DBM`): a two-hidden-layer deep Boltzmann machine (Salakhutdinov & Hinton 2009):
+  mean-field inference for the data term, persistent Gibbs chains for the model term,
+  optionally initialised from greedily pre-trained RBMs with the paper's doubled weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from tqdm.auto import tqdm
+
+from generators.base import Generator, Params, resolve_device
+from generators.encoding import TabularEncoder, TokenEncoder
+
+ENCODER_FILE = "encoder.json"
+WEIGHTS_FILE = "boltzmann.pt"
+STATE_FILE = "boltzmann_state.json"
+# Rows x alternatives x hidden units held at once when computing the pseudo-likelihood.
+_PLL_CHUNK = 1 << 23
+_SLOW_EPOCHS = 5  # epochs at `initial_momentum`
+
+
+# -- the visible layer -------------------------------------------------------------------
+class VisibleLayout:
+    """Which visible units are bernoulli, gaussian, or slots of a softmax group.
+
+    groups: lists of unit indices (each a one-hot group); gaussian: unit indices; every
+    other unit is bernoulli. Held as index tensors so sampling is a few gathers/scatters.
+    """
+
+    def __init__(self, n_visible: int, groups: list[list[int]] = (), gaussian: list[int] = ()):
+        self.n_visible = n_visible
+        self.groups = [list(g) for g in groups]
+        self.gaussian_list = list(gaussian)
+        taken = {u for g in self.groups for u in g} | set(self.gaussian_list)
+        self.bernoulli = torch.tensor([u for u in range(n_visible) if u not in taken]).long()
+        self.gaussian = torch.tensor(self.gaussian_list).long()
+        # group_units (G, K): the units of each group, padded (with its first unit) to the
+        # largest group's size K; group_mask (G, K) marks the real slots.
+        k = max((len(g) for g in self.groups), default=0)
+        self.group_units = torch.tensor([g + [g[0]] * (k - len(g)) for g in self.groups]).long()
+        self.group_mask = torch.tensor([[i < len(g) for i in range(k)] for g in self.groups])
+        self.group_units = self.group_units.reshape(len(self.groups), k)
+        self.group_mask = self.group_mask.reshape(len(self.groups), k).bool()
+        self.group_sizes = self.group_mask.sum(1)  # (G,)
+
+    @classmethod
+    def binary(cls, n_visible: int) -> VisibleLayout:
+        return cls(n_visible)
+
+    def to(self, device: torch.device | str) -> VisibleLayout:
+        for name in ("bernoulli", "gaussian", "group_units", "group_mask", "group_sizes"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    @property
+    def has_gaussian(self) -> bool:
+        return len(self.gaussian) > 0
+
+    def _group_probabilities(self, activation: torch.Tensor) -> torch.Tensor:
+        """(B, V) activations -> (B, G, K) softmax over each group's real slots."""
+        logits = activation[:, self.group_units].masked_fill(~self.group_mask, -math.inf)
+        return torch.softmax(logits, dim=-1)
+
+    def mean(self, activation: torch.Tensor) -> torch.Tensor:
+        """E[v | h] from the activation a = b + W h, (B, V) -> (B, V)."""
+        mean = torch.sigmoid(activation)
+        if self.has_gaussian:
+            mean[:, self.gaussian] = activation[:, self.gaussian]
+        if len(self.groups):
+            probabilities = self._group_probabilities(activation)
+            mean[:, self.group_units[self.group_mask]] = probabilities[:, self.group_mask]
+        return mean
+
+    def sample(self, activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw v ~ p(v | h): returns (v (B, V), the chosen slot of each group (B, G))."""
+        rows = len(activation)
+        uniforms = torch.rand(activation.shape, device=activation.device)
+        v = (uniforms < torch.sigmoid(activation)).to(activation.dtype)
+        if self.has_gaussian:
+            noise = torch.randn(rows, len(self.gaussian), device=activation.device)
+            v[:, self.gaussian] = activation[:, self.gaussian] + noise
+        choice = torch.zeros(rows, len(self.groups), dtype=torch.long, device=activation.device)
+        if len(self.groups):
+            # Inverse-CDF draw per group: the slot where the cumulative probability first
+            # passes a uniform (padding slots hold probability 0, so never win).
+            cumulative = self._group_probabilities(activation).cumsum(-1)  # (B, G, K)
+            u = torch.rand(rows, len(self.groups), 1, device=activation.device)
+            choice = torch.minimum((u > cumulative).sum(-1), self.group_sizes - 1)
+            onehot = torch.zeros_like(cumulative).scatter_(-1, choice[..., None], 1.0)
+            v[:, self.group_units[self.group_mask]] = onehot[:, self.group_mask]
+        return v, choice
+
+    def state(self) -> dict:
+        return {"n_visible": self.n_visible, "groups": self.groups, "gaussian": self.gaussian_list}
+
+    @classmethod
+    def from_state(cls, state: dict) -> VisibleLayout:
+        return cls(state["n_visible"], state["groups"], state["gaussian"])
+
+
+def base_activation(layout: VisibleLayout, data: torch.Tensor) -> torch.Tensor:
+    """(V,) the visible activation whose p(v) is the data's independent marginals:
+    logit of each bernoulli unit's mean, log of each group slot's share, gaussian means.
+    Used as the initial visible bias (Hinton's practical guide) and to start chains."""
+    mean = data.mean(0).clamp(1e-4, 1 - 1e-4)
+    activation = torch.log(mean) - torch.log1p(-mean)
+    if len(layout.groups):
+        slots = layout.group_units[layout.group_mask]
+        activation[slots] = torch.log(mean[slots])
+    if layout.has_gaussian:
+        activation[layout.gaussian] = data[:, layout.gaussian].mean(0)
+    return activation
+
+
+def pseudo_log_likelihood(
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    visible_bias: torch.Tensor,
+    hidden_bias: torch.Tensor,
+    layout: VisibleLayout,
+) -> torch.Tensor:
+    """Exact pseudo-log-likelihood per row, sum over discrete units of log p(v_i | v_-i), (B,).
+
+    v: (B, V); weight (V, H); visible_bias (V,); hidden_bias (H,) or (B, H). Bernoulli
+    units: log sigmoid(F(v with bit i flipped) - F(v)), whose mean over bits times V is what
+    scikit-learn's `score_samples` estimates with one random bit per row. A softmax group
+    counts as one variable: log softmax over its slots of -F(v with the group set to that
+    slot). Gaussian units are conditioned on but not scored (their conditional density
+    under the marginal over h is a mixture with no closed form).
+    """
+    total = torch.zeros(len(v), device=v.device, dtype=v.dtype)
+    n_alternatives = len(layout.bernoulli) + int(layout.group_mask.sum())
+    step = max(1, _PLL_CHUNK // max(1, n_alternatives * weight.shape[1]))
+    for start in range(0, len(v), step):
+        rows = slice(start, start + step)
+        x = v[rows]
+        c = hidden_bias if hidden_bias.dim() == 1 else hidden_bias[rows]
+        pre = x @ weight + c  # (b, H) hidden pre-activations
+        base = F.softplus(pre).sum(1)  # (b,)  -F(x) = b.x + base (+ gaussian terms)
+        if len(layout.bernoulli):
+            idx = layout.bernoulli
+            sign = 1 - 2 * x[:, idx]  # (b, nb): +1 turns a bit on, -1 turns it off
+            delta = sign[:, :, None] * weight[idx][None]  # (b, nb, H)
+            softplus = F.softplus(pre[:, None, :] + delta).sum(-1)  # (b, nb)
+            free_energy_gap = -sign * visible_bias[idx] - (softplus - base[:, None])
+            total[rows] += F.logsigmoid(free_energy_gap).sum(1)
+        if len(layout.groups):
+            units, mask = layout.group_units, layout.group_mask  # (G, K)
+            slots = units[mask]  # (S,) every real slot, group by group
+            group_of_slot = torch.arange(len(units), device=v.device)[:, None].expand_as(units)
+            group_of_slot = group_of_slot[mask]  # (S,)
+            on_slot = x[:, units].masked_fill(~mask, -1).argmax(-1)  # (b, G)
+            on_unit = units.gather(1, on_slot.T).T[:, group_of_slot]  # (b, S): its group's on unit
+            # Setting a slot's group to that slot moves the hidden input by W_slot - W_on
+            # (computed over real slots only, not the (G, K) padding).
+            delta = weight[slots][None] - weight[on_unit]  # (b, S, H)
+            softplus = F.softplus(pre[:, None, :] + delta).sum(-1)  # (b, S)
+            bias_gap = visible_bias[slots][None] - visible_bias[on_unit]
+            neg_free_energy = torch.full(
+                (len(x), *units.shape), -math.inf, device=v.device, dtype=v.dtype
+            )  # (b, G, K), padding stays -inf
+            neg_free_energy[:, mask] = bias_gap + softplus - base[:, None]
+            total[rows] -= torch.logsumexp(neg_free_energy, -1).sum(1)
+    return total
+
+
+def _bernoulli(p: torch.Tensor) -> torch.Tensor:
+    return (torch.rand_like(p) < p).to(p.dtype)
+
+
+def run_chains(
+    state: tuple,
+    step: Callable[[tuple], tuple],
+    read: Callable[[tuple], torch.Tensor],
+    n: int,
+    burn_in: int,
+    thinning: int,
+) -> torch.Tensor:
+    """Advance every chain `burn_in` steps, then read a (chains, V) block every `thinning`
+    steps until n rows are read; returns (n, V)."""
+    for _ in range(burn_in):
+        state = step(state)
+    blocks, rows = [read(state)], len(read(state))
+    while rows < n:
+        for _ in range(thinning):
+            state = step(state)
+        blocks.append(read(state))
+        rows += len(blocks[-1])
+    return torch.cat(blocks)[:n]
+
+
+# -- the restricted Boltzmann machine ----------------------------------------------------
+class RBM(nn.Module):
+    """v (V units, any `VisibleLayout`) <-> h (H bernoulli units).
+
+    `up_scale` / `down_scale` multiply W in p(h | v) / p(v | h): 2 gives the doubled-weight
+    RBMs that pre-train a DBM's bottom and top layers (Salakhutdinov & Hinton 2009, sec. 3.1);
+    1 everywhere else. Parameters are buffers: CD updates them directly, not autograd.
+    """
+
+    def __init__(
+        self,
+        layout: VisibleLayout,
+        n_hidden: int,
+        up_scale: float = 1.0,
+        down_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.layout, self.up_scale, self.down_scale = layout, up_scale, down_scale
+        n_visible = layout.n_visible
+        self.register_buffer("weight", 0.01 * torch.randn(n_visible, n_hidden))  # (V, H)
+        self.register_buffer("visible_bias", torch.zeros(n_visible))  # (V,)
+        self.register_buffer("hidden_bias", torch.zeros(n_hidden))  # (H,)
+        self.register_buffer("start_activation", torch.zeros(n_visible))  # chains start here
+
+    def _apply(self, fn, recurse=True):  # keep the layout on the buffers' device
+        super()._apply(fn, recurse)
+        self.layout.to(self.weight.device)
+        return self
+
+    def hidden_probabilities(self, v: torch.Tensor) -> torch.Tensor:
+        """p(h = 1 | v), (B, V) -> (B, H)."""
+        return torch.sigmoid(self.up_scale * (v @ self.weight) + self.hidden_bias)
+
+    def visible_activation(self, h: torch.Tensor) -> torch.Tensor:
+        """a = b + W h, (B, H) -> (B, V); p(v | h) is `layout.mean(a)` / `layout.sample(a)`."""
+        return self.down_scale * (h @ self.weight.T) + self.visible_bias
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """F(v) = -log sum_h exp(-E(v, h)), (B,)."""
+        linear = v @ self.visible_bias
+        if self.layout.has_gaussian:
+            g = self.layout.gaussian
+            linear = linear - 0.5 * (v[:, g] ** 2).sum(1)
+        return -linear - F.softplus(v @ self.weight + self.hidden_bias).sum(1)
+
+    def pseudo_log_likelihood(self, v: torch.Tensor) -> torch.Tensor:
+        """(B, V) -> (B,); see the module-level function."""
+        return pseudo_log_likelihood(
+            v, self.weight, self.visible_bias, self.hidden_bias, self.layout
+        )
+
+    def gibbs_step(self, state: tuple) -> tuple:
+        """(v, a) -> h ~ p(h | v), a = activation(h), v ~ p(v | h): one block Gibbs sweep."""
+        v, _ = state
+        activation = self.visible_activation(_bernoulli(self.hidden_probabilities(v)))
+        return self.layout.sample(activation)[0], activation
+
+    def start_chains(self, n: int) -> tuple:
+        """n chains started from the training data's independent marginals."""
+        activation = self.start_activation.expand(n, -1).clone()
+        return self.layout.sample(activation)[0], activation
+
+    def sample_activations(self, n: int, burn_in: int, thinning: int, chains: int):
+        """(n, V) visible activations read from `chains` Gibbs chains."""
+        state = self.start_chains(min(chains, n))
+        return run_chains(state, self.gibbs_step, lambda s: s[1], n, burn_in, thinning)
+
+    @torch.no_grad()
+    def log_partition_ais(self, n_runs: int = 100, n_betas: int = 10_000) -> tuple[float, float]:
+        """AIS estimate of log Z (Salakhutdinov & Murray 2008): (log Z, its standard error
+        from the spread of the importance weights, by the delta method).
+
+        Base model A: visible units independent with activation `start_activation` (the
+        data's marginals), hidden units with zero parameters. Intermediate k has
+            p*_k(v) = exp((1 - beta_k) a_A.v + beta_k b.v) prod_j (1 + exp(beta_k (c + v W)_j)).
+        Discrete visible units only.
+        """
+        if self.layout.has_gaussian:
+            raise ValueError("AIS here supports bernoulli and softmax visible units only")
+        layout, base = self.layout, self.start_activation
+        betas = torch.linspace(0.0, 1.0, n_betas, device=self.weight.device)
+
+        def log_unnormalised(v: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+            pre = v @ self.weight + self.hidden_bias
+            linear = v @ ((1 - beta) * base + beta * self.visible_bias)
+            return linear + F.softplus(beta * pre).sum(1)
+
+        # log Z_A: the visible units' own partition functions, times 2^H for the hidden ones.
+        log_z_base = self.weight.shape[1] * math.log(2.0)
+        log_z_base += float(F.softplus(base[layout.bernoulli]).sum())
+        if len(layout.groups):
+            logits = base[layout.group_units].masked_fill(~layout.group_mask, -math.inf)
+            log_z_base += float(torch.logsumexp(logits, -1).sum())
+        v = layout.sample(base.expand(n_runs, -1).clone())[0]
+        log_weights = torch.zeros(n_runs, device=v.device)
+        for previous, beta in zip(betas[:-1], betas[1:], strict=True):
+            log_weights += log_unnormalised(v, beta) - log_unnormalised(v, previous)
+            # A Gibbs sweep that leaves p_beta invariant.
+            h = _bernoulli(torch.sigmoid(beta * (v @ self.weight + self.hidden_bias)))
+            activation = (1 - beta) * base + beta * (h @ self.weight.T + self.visible_bias)
+            v = layout.sample(activation)[0]
+        log_mean = torch.logsumexp(log_weights, 0) - math.log(n_runs)
+        ratios = torch.exp(log_weights - log_weights.max())
+        relative_error = float(ratios.std() / ratios.mean()) / math.sqrt(n_runs)
+        return float(log_z_base + log_mean), relative_error
+
+
+class TrainingSettings:
+    """The CD settings one `train_rbm` call uses (a plain bundle of the params)."""
+
+    def __init__(self, params: BoltzmannParams, epochs: int | None = None):
+        self.epochs = params.epochs if epochs is None else epochs
+        self.batch_size = params.batch_size
+        self.learning_rate = params.learning_rate
+        self.anneal = params.anneal_learning_rate
+        self.momentum = params.momentum
+        self.initial_momentum = params.initial_momentum
+        self.weight_decay = params.weight_decay
+        self.cd_k = params.cd_k
+        self.persistent = params.persistent
+
+
+@torch.no_grad()
+def train_rbm(
+    rbm: RBM,
+    data: torch.Tensor,
+    settings: TrainingSettings,
+    monitor: torch.Tensor,
+    desc: str = "training rbm",
+) -> list[dict[str, float]]:
+    """Minibatch CD-k / PCD-k with momentum and L2 weight decay; returns per-epoch losses.
+
+    data: (N, V) on rbm's device; monitor: (M, V) rows whose PLL is reported per epoch.
+    The gradient of the mean log-likelihood is <v h>_data - <v h>_model; the data term uses
+    p(h | v) exactly, the model term the end of k Gibbs sweeps from the data (CD) or from
+    persistent fantasy chains (PCD).
+    """
+    rbm.visible_bias.copy_(base_activation(rbm.layout, data))
+    rbm.start_activation.copy_(rbm.visible_bias)
+    batch_size = min(settings.batch_size, len(data))
+    velocities = [torch.zeros_like(p) for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
+    chains = rbm.start_chains(batch_size) if settings.persistent else None
+    steps = settings.epochs * math.ceil(len(data) / batch_size)
+    step_sizes = _step_sizes(settings.learning_rate, steps, settings.anneal)
+    losses = []
+    for epoch in tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False):
+        momentum = settings.initial_momentum if epoch < _SLOW_EPOCHS else settings.momentum
+        order = torch.randperm(len(data), device=data.device)
+        squared_error = 0.0
+        for start in range(0, len(data), batch_size):
+            v0 = data[order[start : start + batch_size]]  # (B, V)
+            ph0 = rbm.hidden_probabilities(v0)  # (B, H)
+            activation0 = rbm.visible_activation(_bernoulli(ph0))
+            squared_error += float(((v0 - rbm.layout.mean(activation0)) ** 2).sum())
+            state = chains if chains is not None else (v0, activation0)
+            for _ in range(settings.cd_k):
+                state = rbm.gibbs_step(state)
+            if chains is not None:
+                chains = state
+            vk = state[0]  # (C, V) negative particles
+            phk = rbm.hidden_probabilities(vk)
+            gradients = (
+                v0.T @ ph0 / len(v0) - vk.T @ phk / len(vk) - settings.weight_decay * rbm.weight,
+                v0.mean(0) - vk.mean(0),
+                ph0.mean(0) - phk.mean(0),
+            )
+            rate = next(step_sizes)
+            for parameter, velocity, gradient in zip(
+                (rbm.weight, rbm.visible_bias, rbm.hidden_bias), velocities, gradients, strict=True
+            ):
+                velocity.mul_(momentum).add_(rate * gradient)
+                parameter.add_(velocity)
+        losses.append(
+            {
+                "reconstruction_error": squared_error / len(data),
+                "pseudo_log_likelihood": float(rbm.pseudo_log_likelihood(monitor).mean()),
+            }
+        )
+    return losses
+
+
+def _step_sizes(learning_rate: float, steps: int, anneal: bool):
+    """One learning rate per update, each used for all of that update's parameters;
+    annealed linearly to 0 over the run (Tieleman 2008: PCD's chains then settle on the
+    final model instead of chasing a moving one)."""
+    for step in range(steps):
+        yield learning_rate * (1 - step / steps) if anneal else learning_rate
+
+
+def _prefixed(prefix: str, losses: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Name one stage's losses ("layer2.pseudo_log_likelihood"): losses_ holds floats only,
+    logged to MLflow as `loss.<name>` with the list position as the step."""
+    return [{f"{prefix}.{key}": value for key, value in entry.items()} for entry in losses]
+
+
+# -- the deep Boltzmann machine -----------------------------------------------------------
+class DBM(nn.Module):
+    """v (layout) <-> h1 (H1) <-> h2 (H2); no connections within a layer or from v to h2.
+
+    E(v, h1, h2) = -v.W1.h1 - h1.W2.h2 - b.v - c1.h1 - c2.h2. Given h1, v and h2 are
+    independent, so one Gibbs sweep is h1 | (v, h2), then (v, h2) | h1.
+    """
+
+    def __init__(self, layout: VisibleLayout, n_hidden1: int, n_hidden2: int):
+        super().__init__()
+        self.layout = layout
+        self.register_buffer("weight1", 0.01 * torch.randn(layout.n_visible, n_hidden1))
+        self.register_buffer("weight2", 0.01 * torch.randn(n_hidden1, n_hidden2))
+        self.register_buffer("visible_bias", torch.zeros(layout.n_visible))
+        self.register_buffer("hidden_bias1", torch.zeros(n_hidden1))
+        self.register_buffer("hidden_bias2", torch.zeros(n_hidden2))
+        self.register_buffer("start_activation", torch.zeros(layout.n_visible))
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.layout.to(self.weight1.device)
+        return self
+
+    def parameters_list(self) -> list[torch.Tensor]:
+        return [
+            self.weight1,
+            self.weight2,
+            self.visible_bias,
+            self.hidden_bias1,
+            self.hidden_bias2,
+        ]
+
+    def h1_probabilities(self, v: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
+        """p(h1 = 1 | v, h2), (B, H1): input from both sides."""
+        return torch.sigmoid(v @ self.weight1 + h2 @ self.weight2.T + self.hidden_bias1)
+
+    def h2_probabilities(self, h1: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(h1 @ self.weight2 + self.hidden_bias2)
+
+    def visible_activation(self, h1: torch.Tensor) -> torch.Tensor:
+        return h1 @ self.weight1.T + self.visible_bias
+
+    def mean_field(self, v: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed-point updates of q(h1) q(h2) given v: (mu1 (B, H1), mu2 (B, H2)).
+
+        Started bottom-up with the doubled input the pre-training assumed (sec. 3.1).
+        """
+        mu1 = torch.sigmoid(2 * (v @ self.weight1) + self.hidden_bias1)
+        mu2 = self.h2_probabilities(mu1)
+        for _ in range(steps):
+            mu1 = self.h1_probabilities(v, mu2)
+            mu2 = self.h2_probabilities(mu1)
+        return mu1, mu2
+
+    def gibbs_step(self, state: tuple) -> tuple:
+        """(v, h1, h2, a) -> one sweep; a = visible activation given the new h1."""
+        v, _, h2, _ = state
+        h1 = _bernoulli(self.h1_probabilities(v, h2))
+        activation = self.visible_activation(h1)
+        v = self.layout.sample(activation)[0]
+        h2 = _bernoulli(self.h2_probabilities(h1))
+        return v, h1, h2, activation
+
+    def start_chains(self, n: int, mean_field_steps: int) -> tuple:
+        activation = self.start_activation.expand(n, -1).clone()
+        v = self.layout.sample(activation)[0]
+        mu1, mu2 = self.mean_field(v, mean_field_steps)
+        return v, _bernoulli(mu1), _bernoulli(mu2), activation
+
+    def pseudo_log_likelihood(self, v: torch.Tensor, mean_field_steps: int) -> torch.Tensor:
+        """PLL of v under the RBM over (v, h1) with h2 fixed at its mean-field value: the
+        DBM's own PLL needs a sum over h2, which has no closed form. (B,)."""
+        _, mu2 = self.mean_field(v, mean_field_steps)
+        hidden_bias = self.hidden_bias1 + mu2 @ self.weight2.T  # (B, H1)
+        return pseudo_log_likelihood(v, self.weight1, self.visible_bias, hidden_bias, self.layout)
+
+
+# -- hyperparameters -----------------------------------------------------------------------
+class BoltzmannParams(Params):
+    # "bins": each column one softmax group over TokenEncoder's tokens; "gaussian":
+    # numeric columns as unit-variance gaussian units on quantile-normal scores.
+    numeric_encoding: Literal["bins", "gaussian"] = "bins"
+    n_bins: int = Field(20, ge=2)  # tokens per numeric column (point masses + intervals)
+    min_bin_rows: int = Field(10, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(100, ge=1)
+    # Per-row-mean gradients with momentum: a step of 0.05 is Hinton's guide's range for
+    # binary units; gaussian visible units want about ten times less (set it lower).
+    learning_rate: float = Field(0.05, gt=0)
+    # Hinton's practical guide: momentum 0.5 while the first large gradients settle
+    # (the first 5 epochs), then 0.9, which is ten times the step along a steady gradient.
+    initial_momentum: float = Field(0.5, ge=0, lt=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    # Decay the learning rate linearly to 0 over training (see `_step_sizes`).
+    anneal_learning_rate: bool = True
+    cd_k: int = Field(1, ge=1)  # Gibbs sweeps per negative phase
+    persistent: bool = True  # PCD (fantasy chains kept across updates) rather than CD
+    # Sampling: n_chains chains from the data's marginals, burn_in sweeps, then one row per
+    # chain every `thinning` sweeps. 1,000 chains keep a CPU busy for a few seconds per
+    # 100k rows at Adult's size.
+    n_chains: int = Field(1000, ge=1)
+    burn_in: int = Field(500, ge=0)
+    thinning: int = Field(10, ge=1)
+    monitor_rows: int = Field(1000, ge=1)  # training rows whose PLL is logged per epoch
+
+
+class RBMParams(BoltzmannParams):
+    n_hidden: int = Field(128, ge=1)
+    # > 0: after training, estimate log Z by AIS with this many runs (bins encoding only)
+    # and record the monitor rows' mean log-likelihood as `log_likelihood_`.
+    ais_runs: int = Field(0, ge=0)
+    ais_betas: int = Field(5000, ge=2)
+
+
+class DBNParams(BoltzmannParams):
+    hidden_sizes: tuple[int, ...] = Field((128, 64), min_length=1)
+
+
+class DBMParams(BoltzmannParams):
+    hidden_sizes: tuple[int, int] = (128, 64)
+    pretrain: bool = True  # initialise from greedily trained doubled-weight RBMs
+    pretrain_epochs: int = Field(10, ge=1)
+    mean_field_steps: int = Field(10, ge=1)
+    # DBM learning is less stable than an RBM's (two layers of chains): a smaller step.
+    learning_rate: float = Field(0.01, gt=0)
+
+
+# -- the table <-> visible-units encoding, shared by the three generators ----------------
+class _BoltzmannTableGenerator(Generator):
+    """Fits the encoding and decodes visible activations; subclasses hold the machines."""
+
+    def _encode_fit(self, data: pd.DataFrame) -> torch.Tensor:
+        """Fit the encoder on `data` and return its (rows, V) visible matrix (float32, CPU)."""
+        params: BoltzmannParams = self.params  # type: ignore[assignment]
+        if params.numeric_encoding == "bins":
+            self.encoder_ = TokenEncoder(params.n_bins, params.min_bin_rows).fit(data, self.schema_)
+        else:
+            self.encoder_ = TabularEncoder().fit(data, self.schema_)
+        self.layout_ = self._layout()
+        return self._encode(data)
+
+    def _layout(self) -> VisibleLayout:
+        if isinstance(self.encoder_, TokenEncoder):
+            sizes = self.encoder_.vocab_sizes
+            offsets = np.concatenate([[0], np.cumsum(sizes)])
+            groups = [list(range(offsets[j], offsets[j + 1])) for j in range(len(sizes))]
+            return VisibleLayout(int(offsets[-1]), groups)
+        spans = self.encoder_.spans
+        groups = [list(range(s.start, s.stop)) for s in spans if s.kind == "categorical"]
+        gaussian = [s.start for s in spans if s.kind == "continuous"]
+        return VisibleLayout(self.encoder_.width, groups, gaussian)
+
+    def _encode(self, data: pd.DataFrame) -> torch.Tensor:
+        if isinstance(self.encoder_, TokenEncoder):
+            tokens = torch.from_numpy(self.encoder_.transform(data))  # (rows, columns)
+            offsets = self.layout_.group_units[:, 0]  # first unit of each column's group
+            matrix = torch.zeros(len(data), self.layout_.n_visible)
+            return matrix.scatter_(1, tokens + offsets, 1.0)
+        return torch.from_numpy(self.encoder_.transform(data))
+
+    def _decode(self, activation: torch.Tensor) -> pd.DataFrame:
+        """(rows, V) visible activations from the chains -> a frame of the modelled columns.
+
+        The visible units are drawn once more from p(v | h): each column's group gives its
+        token (bins), or, with gaussian units, the normal score plus unit noise and the
+        category/missing logits that `TabularEncoder.inverse` samples from.
+        """
+        rng = np.random.default_rng(int(np.random.randint(2**31)))
+        activation = activation.cpu()
+        layout = VisibleLayout.from_state(self.layout_.state())  # a CPU copy
+        if isinstance(self.encoder_, TokenEncoder):
+            _, tokens = layout.sample(activation)
+            return self.encoder_.inverse(tokens.numpy(), rng)
+        values = activation.clone()
+        values[:, layout.gaussian] += torch.randn(len(values), len(layout.gaussian))
+        return self.encoder_.inverse(values.numpy(), rng)
+
+    def _monitor(self, matrix: torch.Tensor) -> torch.Tensor:
+        """The first `monitor_rows` of a seeded permutation: the rows whose PLL is logged."""
+        params: BoltzmannParams = self.params  # type: ignore[assignment]
+        return matrix[torch.randperm(len(matrix))[: params.monitor_rows]]
+
+    def _save_encoder(self, path: Path, extra: dict | None = None) -> None:
+        kind = "tokens" if isinstance(self.encoder_, TokenEncoder) else "tabular"
+        encoder = (
+            self.encoder_.state()
+            if kind == "tokens"
+            else {"n_quantiles": self.encoder_.n_quantiles, "columns": self.encoder_.columns}
+        )
+        state = {"kind": kind, "encoder": encoder, "layout": self.layout_.state(), **(extra or {})}
+        (path / STATE_FILE).write_text(json.dumps(state))
+
+    def _load_encoder(self, path: Path) -> dict:
+        state = json.loads((path / STATE_FILE).read_text())
+        if state["kind"] == "tokens":
+            self.encoder_ = TokenEncoder.from_state(state["encoder"])
+        else:
+            self.encoder_ = TabularEncoder(state["encoder"]["n_quantiles"])
+            self.encoder_.columns = state["encoder"]["columns"]
+            self.encoder_._build_spans()
+        self.layout_ = VisibleLayout.from_state(state["layout"])
+        return state
+
+    @staticmethod
+    def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+        # weights_only: never unpickle code from a model file; map to CPU so a GPU-trained
+        # model loads anywhere.
+        return torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+
+
+class RBMGenerator(_BoltzmannTableGenerator):
+    """A restricted Boltzmann machine over the table's binary (or gaussian) encoding."""
+
+    name = "rbm"
+    Params = RBMParams
+
+    def _fit(self, data: pd.DataFrame) -> None:
+        params: RBMParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        matrix = self._encode_fit(data).to(device)
+        self.rbm_ = RBM(self.layout_, params.n_hidden).to(device)
+        monitor = self._monitor(matrix)
+        self.losses_ = train_rbm(
+            self.rbm_, matrix, TrainingSettings(params), monitor, desc="training rbm"
+        )
+        self.log_z_ = self.log_likelihood_ = None
+        if params.ais_runs and not self.layout_.has_gaussian:
+            self.log_z_, _ = self.rbm_.log_partition_ais(params.ais_runs, params.ais_betas)
+            self.log_likelihood_ = float(-self.rbm_.free_energy(monitor).mean()) - self.log_z_
+        self.rbm_ = self.rbm_.cpu()
+
+    @torch.no_grad()
+    def _sample(self, n: int) -> pd.DataFrame:
+        params: RBMParams = self.params  # type: ignore[assignment]
+        activation = self.rbm_.sample_activations(
+            n, params.burn_in, params.thinning, params.n_chains
+        )
+        return self._decode(activation)
+
+    def _save(self, path: Path) -> None:
+        self._save_encoder(path, {"log_z": self.log_z_, "log_likelihood": self.log_likelihood_})
+        torch.save(self.rbm_.state_dict(), path / WEIGHTS_FILE)
+
+    def _load(self, path: Path) -> None:
+        params: RBMParams = self.params  # type: ignore[assignment]
+        state = self._load_encoder(path)
+        self.log_z_, self.log_likelihood_ = state["log_z"], state["log_likelihood"]
+        self.rbm_ = RBM(self.layout_, params.n_hidden)
+        self.rbm_.load_state_dict(self._load_weights(path))
+
+
+class DBNGenerator(_BoltzmannTableGenerator):
+    """A deep belief network: RBMs stacked greedily, sampled top-down."""
+
+    name = "dbn"
+    Params = DBNParams
+
+    def _build(self) -> list[RBM]:
+        params: DBNParams = self.params  # type: ignore[assignment]
+        sizes = [self.layout_.n_visible, *params.hidden_sizes]
+        layouts = [self.layout_] + [VisibleLayout.binary(size) for size in sizes[1:-1]]
+        return [RBM(lay, h) for lay, h in zip(layouts, sizes[1:], strict=True)]
+
+    def _fit(self, data: pd.DataFrame) -> None:
+        params: DBNParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        layer_input = self._encode_fit(data).to(device)
+        monitor = self._monitor(layer_input)
+        self.rbms_ = [rbm.to(device) for rbm in self._build()]
+        for depth, rbm in enumerate(self.rbms_, start=1):
+            losses = train_rbm(
+                rbm, layer_input, TrainingSettings(params), monitor, desc=f"training dbn {depth}"
+            )
+            self.losses_ += _prefixed(f"layer{depth}", losses)
+            # The next RBM models this one's hidden probabilities (as Hinton et al. 2006).
+            layer_input = rbm.hidden_probabilities(layer_input)
+            monitor = rbm.hidden_probabilities(monitor)
+        self.rbms_ = [rbm.cpu() for rbm in self.rbms_]
+
+    @torch.no_grad()
+    def _sample(self, n: int) -> pd.DataFrame:
+        params: DBNParams = self.params  # type: ignore[assignment]
+        # Gibbs in the top RBM (the undirected associative memory), whose chains start from
+        # marginal rows of the data propagated upwards...
+        top = self.rbms_[-1]
+        below = self.rbms_[:-1]
+        chains = min(params.n_chains, n)
+        v = self.rbms_[0].start_chains(chains)[0]
+        for rbm in below:
+            v = _bernoulli(rbm.hidden_probabilities(v))
+        state = (v, top.visible_activation(_bernoulli(top.hidden_probabilities(v))))
+        top_visible = run_chains(
+            state, top.gibbs_step, lambda s: s[0], n, params.burn_in, params.thinning
+        )
+        # ... then one directed pass down: h_{l-1} ~ p(h_{l-1} | h_l) of RBM l.
+        h = top_visible
+        for rbm in reversed(below[1:]):
+            h = rbm.layout.sample(rbm.visible_activation(h))[0]
+        activation = (
+            below[0].visible_activation(h)
+            if below
+            else top.visible_activation(_bernoulli(top.hidden_probabilities(top_visible)))
+        )
+        return self._decode(activation)
+
+    def _save(self, path: Path) -> None:
+        self._save_encoder(path)
+        weights = {
+            f"{i}.{k}": t for i, rbm in enumerate(self.rbms_) for k, t in rbm.state_dict().items()
+        }
+        torch.save(weights, path / WEIGHTS_FILE)
+
+    def _load(self, path: Path) -> None:
+        self._load_encoder(path)
+        weights = self._load_weights(path)
+        self.rbms_ = self._build()
+        for i, rbm in enumerate(self.rbms_):
+            prefix = f"{i}."
+            rbm.load_state_dict(
+                {k[len(prefix) :]: t for k, t in weights.items() if k.startswith(prefix)}
+            )
+
+
+class DBMGenerator(_BoltzmannTableGenerator):
+    """A two-hidden-layer deep Boltzmann machine: mean-field data term, persistent chains."""
+
+    name = "dbm"
+    Params = DBMParams
+
+    def _fit(self, data: pd.DataFrame) -> None:
+        params: DBMParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        matrix = self._encode_fit(data).to(device)
+        monitor = self._monitor(matrix)
+        n1, n2 = params.hidden_sizes
+        self.dbm_ = DBM(self.layout_, n1, n2).to(device)
+        self.dbm_.visible_bias.copy_(base_activation(self.layout_, matrix))
+        self.dbm_.start_activation.copy_(self.dbm_.visible_bias)
+        if params.pretrain:
+            self._pretrain(matrix, monitor)
+        self._train(matrix, monitor)
+        self.dbm_ = self.dbm_.cpu()
+
+    def _pretrain(self, matrix: torch.Tensor, monitor: torch.Tensor) -> None:
+        """Greedy doubled-weight RBMs (sec. 3.1): the bottom one sees v twice going up, the
+        top one h1 twice coming down, so that in the DBM, where h1 hears both v and h2, the
+        input is not counted twice. c1 is the mean of the two RBMs' biases for h1."""
+        params: DBMParams = self.params  # type: ignore[assignment]
+        n1, n2 = params.hidden_sizes
+        device = matrix.device
+        settings = TrainingSettings(params, params.pretrain_epochs)
+        bottom = RBM(self.layout_, n1, up_scale=2.0).to(device)
+        losses = train_rbm(bottom, matrix, settings, monitor, desc="pretraining dbm 1")
+        self.losses_ += _prefixed("pretrain1", losses)
+        h1 = bottom.hidden_probabilities(matrix)
+        top = RBM(VisibleLayout.binary(n1), n2, down_scale=2.0).to(device)
+        monitor1 = bottom.hidden_probabilities(monitor)
+        losses = train_rbm(top, h1, settings, monitor1, desc="pretraining dbm 2")
+        self.losses_ += _prefixed("pretrain2", losses)
+        self.dbm_.weight1.copy_(bottom.weight)
+        self.dbm_.weight2.copy_(top.weight)
+        self.dbm_.visible_bias.copy_(bottom.visible_bias)
+        self.dbm_.hidden_bias1.copy_(0.5 * (bottom.hidden_bias + top.visible_bias))
+        self.dbm_.hidden_bias2.copy_(top.hidden_bias)
+
+    @torch.no_grad()
+    def _train(self, matrix: torch.Tensor, monitor: torch.Tensor) -> None:
+        params: DBMParams = self.params  # type: ignore[assignment]
+        dbm, steps = self.dbm_, params.mean_field_steps
+        batch_size = min(params.batch_size, len(matrix))
+        chains = dbm.start_chains(batch_size, steps)  # persistent (v, h1, h2, a) particles
+        velocities = [torch.zeros_like(p) for p in dbm.parameters_list()]
+        steps = params.epochs * math.ceil(len(matrix) / batch_size)
+        step_sizes = _step_sizes(params.learning_rate, steps, params.anneal_learning_rate)
+        for epoch in tqdm(range(params.epochs), desc="training dbm", unit="epoch", leave=False):
+            momentum = params.initial_momentum if epoch < _SLOW_EPOCHS else params.momentum
+            order = torch.randperm(len(matrix), device=matrix.device)
+            squared_error = 0.0
+            for start in range(0, len(matrix), batch_size):
+                v0 = matrix[order[start : start + batch_size]]  # (B, V)
+                mu1, mu2 = dbm.mean_field(v0, steps)  # data term: (B, H1), (B, H2)
+                reconstruction = dbm.layout.mean(dbm.visible_activation(mu1))
+                squared_error += float(((v0 - reconstruction) ** 2).sum())
+                for _ in range(params.cd_k):  # model term: persistent Gibbs chains
+                    chains = dbm.gibbs_step(chains)
+                v, h1, h2, _ = chains
+                b, c = len(v0), len(v)
+                gradients = (
+                    v0.T @ mu1 / b - v.T @ h1 / c - params.weight_decay * dbm.weight1,
+                    mu1.T @ mu2 / b - h1.T @ h2 / c - params.weight_decay * dbm.weight2,
+                    v0.mean(0) - v.mean(0),
+                    mu1.mean(0) - h1.mean(0),
+                    mu2.mean(0) - h2.mean(0),
+                )
+                rate = next(step_sizes)
+                for parameter, velocity, gradient in zip(
+                    dbm.parameters_list(), velocities, gradients, strict=True
+                ):
+                    velocity.mul_(momentum).add_(rate * gradient)
+                    parameter.add_(velocity)
+            self.losses_.append(
+                {
+                    "reconstruction_error": squared_error / len(matrix),
+                    "pseudo_log_likelihood": float(
+                        dbm.pseudo_log_likelihood(monitor, steps).mean()
+                    ),
+                }
+            )
+
+    @torch.no_grad()
+    def _sample(self, n: int) -> pd.DataFrame:
+        params: DBMParams = self.params  # type: ignore[assignment]
+        state = self.dbm_.start_chains(min(params.n_chains, n), params.mean_field_steps)
+        activation = run_chains(
+            state, self.dbm_.gibbs_step, lambda s: s[3], n, params.burn_in, params.thinning
+        )
+        return self._decode(activation)
+
+    def _save(self, path: Path) -> None:
+        self._save_encoder(path)
+        torch.save(self.dbm_.state_dict(), path / WEIGHTS_FILE)
+
+    def _load(self, path: Path) -> None:
+        params: DBMParams = self.params  # type: ignore[assignment]
+        self._load_encoder(path)
+        self.dbm_ = DBM(self.layout_, *params.hidden_sizes)
+        self.dbm_.load_state_dict(self._load_weights(path))
