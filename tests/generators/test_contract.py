@@ -35,6 +35,15 @@ _TVAE = {
     "decompress_dims": (32,),
     "verbose": False,
 }
+_BOLTZMANN = {
+    "epochs": 3,
+    "batch_size": 50,
+    "n_bins": 10,
+    "n_chains": 100,
+    "burn_in": 20,
+    "thinning": 2,
+    "monitor_rows": 100,
+}
 
 # name -> (tiny params, how closely its samples can be asked to follow the real data):
 # "marginals": category shares and a numeric mean are checked against the real data, with
@@ -71,6 +80,11 @@ TINY: dict[str, tuple[dict[str, Any], str]] = {
         {"epochs": 3, "batch_size": 100, "width": 16, "n_bins": 10},
         "support",
     ),
+    # Boltzmann machines, a few epochs and short chains: support only; marginals and
+    # dependencies are checked in tests/generators/test_boltzmann.py.
+    "rbm": ({**_BOLTZMANN, "n_hidden": 16}, "support"),
+    "dbn": ({**_BOLTZMANN, "hidden_sizes": (16, 8)}, "support"),
+    "dbm": ({**_BOLTZMANN, "hidden_sizes": (16, 8), "pretrain_epochs": 2}, "support"),
 }
 NAMES = sorted(REGISTRY)
 FIT_SEED = 3
