@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import json
 import logging
 import re
@@ -58,6 +59,7 @@ EXPECTATIONS_DIR = "expectations"  # suite.json, validation_result.json, data_do
 SUITE_FILE = "suite.json"
 PLOTS_DIR = "plots"
 PRIVATE_DIR_MODE = 0o700
+CHECKPOINTS_DIR = ".checkpoints"  # training state of unfinished fits, kept across runs
 MAX_REASONS = 10  # failure lines in the Failed state's message; all of them in report.md
 VERSIONED_PACKAGES = ["synthpipe", "pandas", "pyarrow", "torch", "sdv", "prefect", "mlflow"]
 
@@ -138,24 +140,50 @@ def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.Data
     return split_holdout(frame, config.data.holdout_fraction, config.seed, config.data.target)
 
 
-@task(cache_policy=NO_CACHE)
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry a crash (a lost GPU, memory, a killed worker thread), never bad input."""
+    try:
+        state.result()
+    except SynthpipeError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+# One retry: a resumable generator continues from its last epoch's checkpoint.
+@task(retries=1, retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
 def fit(
-    train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path
+    train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path, checkpoints: Path
 ) -> tuple[Path, dict[str, float]]:
     """Fit the configured generator (under DP-SGD when privacy.dp is set) and save it.
 
-    Returns the model folder and figures of the fit (the epsilon spent, under DP).
+    Resumable generators checkpoint every epoch under `checkpoints/<key>`, the key a hash
+    of the config and the training rows: a retried task, or the same job re-run after the
+    process was killed, resumes there; new data or settings start afresh. Returns the
+    model folder and figures of the fit (the epsilon spent under DP, the epoch resumed at).
     """
     generator = make_generator(
         config.generator.name, config.generator.params, config.generator.device
     )
     budget = config.privacy.dp
     dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
-    generator.fit(train, schema, seed=config.seed, dp=dp)
+    checkpoint_dir = None
+    if generator.resumable and dp is None:
+        key = hashlib.sha256(
+            (config.digest() + str(pd.util.hash_pandas_object(train).sum())).encode()
+        ).hexdigest()[:16]
+        checkpoint_dir = checkpoints / key
+    generator.fit(train, schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir)
     generator.save(model_dir)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        _remove_if_empty(checkpoints)
     figures = {}
     if dp is not None:
         figures["dp_epsilon_spent"] = float(generator.epsilon_spent_)
+    if generator.resumed_from_ is not None:
+        figures["resumed_from_epoch"] = float(generator.resumed_from_)
     return model_dir, figures
 
 
@@ -344,13 +372,19 @@ def synthesize(config: RunConfig) -> RunResult:
         model_train, model_schema, rare_merged = protect(train, schema, config.privacy)
         with _timed(timings, "fit_seconds"):
             model_dir, fit_figures = fit(
-                model_train, model_schema, config, staging_dir / "generator"
+                model_train,
+                model_schema,
+                config,
+                staging_dir / "generator",
+                run_root / CHECKPOINTS_DIR,
             )
         with _timed(timings, "sample_seconds"):
             synthetic, protection = sample(
                 model_dir, rows, config.sample_seed, train, holdout, schema, config.privacy
             )
         protection["rare_category_rows_merged"] = float(sum(rare_merged.values()))
+        if "resumed_from_epoch" in fit_figures:
+            timings["resumed_from_epoch"] = fit_figures.pop("resumed_from_epoch")
         protection.update(fit_figures)
         model_schema.save(staging_dir / "schema.json")
         timings["rows_per_second"] = rows / max(timings["sample_seconds"], 1e-9)
@@ -540,6 +574,13 @@ def _make_private_dirs(folder: Path) -> None:
             f"output.dir: cannot create {error.filename or created} ({error.strerror or error}); "
             "choose a writable output.dir"
         ) from None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _remove_staging(staging_dir: Path) -> None:

@@ -177,6 +177,7 @@ class AutoregressiveGenerator(Generator):
 
     name = "autoregressive"
     Params = AutoregressiveParams
+    resumable = True
 
     def _fit(self, data: pd.DataFrame) -> None:
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
@@ -199,8 +200,21 @@ class AutoregressiveGenerator(Generator):
             fused=True,  # one kernel for all parameters: a third of a CPU step otherwise
         )
         started = time.perf_counter()
-        best, best_state, stale = float("inf"), None, 0
-        for _ in tqdm(range(params.epochs), desc=f"training {self.name}", unit="epoch"):
+        best, best_state, stale, first_epoch = float("inf"), None, 0, 0
+        resumed = self._load_checkpoint(device)
+        if resumed is not None:
+            first_epoch, state = resumed
+            self.model_.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            best, best_state, stale = state["best"], state["best_model"], state["stale"]
+            started -= state["elapsed_s"]
+        for epoch_index in tqdm(
+            range(first_epoch, params.epochs),
+            desc=f"training {self.name}",
+            unit="epoch",
+            initial=first_epoch,
+            total=params.epochs,
+        ):
             self.model_.train()
             total = 0.0
             for batch in torch.randperm(len(train), device=device).split(params.batch_size):
@@ -220,6 +234,17 @@ class AutoregressiveGenerator(Generator):
                 else:
                     stale += 1
             self.losses_.append(epoch)
+            self._save_checkpoint(
+                epoch_index + 1,
+                {
+                    "model": self.model_.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best": best,
+                    "best_model": best_state,
+                    "stale": stale,
+                    "elapsed_s": time.perf_counter() - started,
+                },
+            )
             if params.early_stopping_patience and stale >= params.early_stopping_patience:
                 break
             if (

@@ -33,6 +33,7 @@ Device = Literal["auto", "cpu", "cuda"]
 # memory stays bounded and the output for a given (n, seed) never depends on the machine.
 SAMPLE_SHARD_ROWS = 100_000
 GENERATOR_FILE = "generator.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 SCHEMA_FILE = "schema.json"
 
 
@@ -106,6 +107,8 @@ class Generator(ABC):
     # True where loading must unpickle (SDV's synthesizers): load such models only from a
     # store you trust. Our own models are tensors and JSON; loading never runs code.
     unpickles_on_load: ClassVar[bool] = False
+    # True for generators that checkpoint every epoch and resume (fit's checkpoint_dir).
+    resumable: ClassVar[bool] = False
 
     def __init__(self, device: Device = "auto", **params: Any) -> None:
         self.device = device
@@ -117,12 +120,23 @@ class Generator(ABC):
 
     # -- public API ----------------------------------------------------------------------
     def fit(
-        self, data: pd.DataFrame, schema: Schema, *, seed: int = 0, dp: DPBudget | None = None
+        self,
+        data: pd.DataFrame,
+        schema: Schema,
+        *,
+        seed: int = 0,
+        dp: DPBudget | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> Self:
         """Fit on `data` (rows x the schema's columns, nullable dtypes). Returns self.
 
         With `dp`, train under differential privacy (generators with `supports_dp` only).
+        With `checkpoint_dir`, resumable generators save their training state there after
+        every epoch and, called again with the same data and seed, resume from the last
+        one (other generators ignore it).
         """
+        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resumed_from_: int | None = None
         if dp is not None and not self.supports_dp:
             raise ConfigError(f"privacy.dp: generator '{self.name}' cannot train under DP-SGD")
         self.dp_ = dp
@@ -212,6 +226,38 @@ class Generator(ABC):
             ) from None
         return generator
 
+    # -- checkpoints, for generators that train by epochs ---------------------------------
+    def _save_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
+        """After `epoch` epochs: save `state` (tensors and plain values), the losses so far and
+        every RNG's state, atomically, when fit was given a checkpoint_dir."""
+        if self._checkpoint_dir is None:
+            return
+        self._checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "epoch": epoch,
+            "state": state,
+            "losses": self.losses_,
+            "rng": _rng_state(),
+        }
+        path = self._checkpoint_dir / CHECKPOINT_FILE
+        temporary = path.with_name(f".{path.name}.tmp")
+        torch.save(payload, temporary)
+        temporary.replace(path)
+
+    def _load_checkpoint(self, device: torch.device | str) -> tuple[int, dict[str, Any]] | None:
+        """(epochs done, state) of the last checkpoint, with every RNG restored to where it
+        was; None when there is none. Call it where a fresh run would start its first epoch:
+        everything before that must follow from the data and the seed alone."""
+        if self._checkpoint_dir is None or not (self._checkpoint_dir / CHECKPOINT_FILE).is_file():
+            return None
+        payload = torch.load(
+            self._checkpoint_dir / CHECKPOINT_FILE, map_location=device, weights_only=True
+        )
+        self.losses_ = payload["losses"]
+        _set_rng_state(payload["rng"])
+        self.resumed_from_ = int(payload["epoch"])
+        return self.resumed_from_, payload["state"]
+
     @property
     def modelled_columns(self) -> list[str]:
         """The schema's columns the model itself learns (identifiers are re-issued, not learned)."""
@@ -232,6 +278,29 @@ class Generator(ABC):
 
     @abstractmethod
     def _load(self, path: Path) -> None: ...
+
+
+def _rng_state() -> dict[str, Any]:
+    """Python's, NumPy's and torch's RNG states as tensors and plain values (what
+    torch.load(weights_only=True) accepts)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "torch": torch.random.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.random.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _id_start(values: pd.Series) -> int:

@@ -159,3 +159,58 @@ def test_a_killed_writer_leaves_no_file_on_the_published_path(tmp_path):
         writer.kill()
     assert partial, "the writer finished before it could be killed; make the table larger"
     assert not target.exists()  # readers of the published name never see half a file
+
+
+AUTOREGRESSIVE = {
+    "name": "autoregressive",
+    "params": {"epochs": 4, "width": 16, "early_stopping_patience": 0},
+}
+
+
+def _crash_after_epoch(monkeypatch, epoch: int, times: int) -> list[int]:
+    """Make training crash right after checkpointing any epoch from `epoch` on, the first
+    `times` times."""
+    from generators.base import Generator
+
+    original, crashes = Generator._save_checkpoint, []
+
+    def crashing(self, done, state):
+        original(self, done, state)
+        if done >= epoch and len(crashes) < times:
+            crashes.append(done)
+            raise RuntimeError("simulated crash during training")
+
+    monkeypatch.setattr(Generator, "_save_checkpoint", crashing)
+    return crashes
+
+
+def test_a_training_crash_is_retried_from_the_last_checkpoint(
+    write_config, tmp_path, monkeypatch, prefect_harness
+):
+    crashes = _crash_after_epoch(monkeypatch, epoch=2, times=1)
+    config = load_config(write_config(generator=AUTOREGRESSIVE))
+    result = synthesize(config)
+    assert crashes == [2] and result.status == "published"
+    assert result.metrics["resumed_from_epoch"] == 2
+    assert not (tmp_path / "outputs" / config.name / ".checkpoints").exists()
+
+
+def test_a_rerun_after_a_failed_fit_resumes_and_new_data_starts_afresh(
+    write_config, tmp_path, monkeypatch, prefect_harness, adult_slice
+):
+    # The task crashes after epoch 2; its retry resumes and crashes after epoch 3.
+    _crash_after_epoch(monkeypatch, epoch=2, times=2)
+    config = load_config(write_config(generator=AUTOREGRESSIVE))
+    assert synthesize(config, return_state=True).is_failed()
+    checkpoints = tmp_path / "outputs" / config.name / ".checkpoints"
+    assert len(list(checkpoints.iterdir())) == 1  # kept for the next run
+    resumed = synthesize(config)
+    assert resumed.metrics["resumed_from_epoch"] == 3
+
+    _crash_after_epoch(monkeypatch, epoch=2, times=2)
+    assert synthesize(config, return_state=True).is_failed()
+    changed = tmp_path / "changed.csv"  # the nightly file changed: same config, new rows
+    changed.write_text("".join(adult_slice.read_text().splitlines(keepends=True)[:-40]))
+    config = load_config(write_config(generator=AUTOREGRESSIVE, data={"path": str(changed)}))
+    fresh = synthesize(config)
+    assert "resumed_from_epoch" not in fresh.metrics

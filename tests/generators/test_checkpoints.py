@@ -1,0 +1,127 @@
+"""Training resumes from its last checkpoint: after a crash or a kill, fitting again with the
+same data, seed and checkpoint folder continues where it stopped and ends with the model an
+uninterrupted run would have built."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from generators.base import CHECKPOINT_FILE, Generator
+from generators.registry import REGISTRY
+
+RESUMABLE = sorted(name for name, cls in REGISTRY.items() if cls.resumable)
+TINY = {
+    "autoregressive": {
+        "epochs": 6,
+        "batch_size": 64,
+        "width": 16,
+        "early_stopping_patience": 0,
+    },
+}
+SEED = 5
+
+
+class _Crash(Exception):
+    pass
+
+
+def _fit(name, frame, schema, checkpoint_dir=None):
+    generator = REGISTRY[name](device="cpu", **TINY[name])
+    return generator.fit(frame, schema, seed=SEED, checkpoint_dir=checkpoint_dir)
+
+
+def test_every_resumable_generator_has_tiny_settings() -> None:
+    assert RESUMABLE and sorted(TINY) == RESUMABLE
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+def test_a_crashed_fit_resumes_and_matches_an_uninterrupted_one(
+    name, model_frame_shared, model_schema, tmp_path, monkeypatch
+) -> None:
+    uninterrupted = _fit(name, model_frame_shared, model_schema)
+    original = Generator._save_checkpoint
+
+    def crash_after_third(self, epoch, state):
+        original(self, epoch, state)
+        if epoch == 3:
+            raise _Crash
+
+    monkeypatch.setattr(Generator, "_save_checkpoint", crash_after_third)
+    with pytest.raises(_Crash):
+        _fit(name, model_frame_shared, model_schema, tmp_path)
+    monkeypatch.setattr(Generator, "_save_checkpoint", original)
+
+    resumed = _fit(name, model_frame_shared, model_schema, tmp_path)
+    assert resumed.resumed_from_ == 3
+    assert uninterrupted.resumed_from_ is None
+    assert resumed.losses_ == uninterrupted.losses_
+    pd.testing.assert_frame_equal(resumed.sample(300, seed=1), uninterrupted.sample(300, seed=1))
+
+
+_KILLED_FIT = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from generators.registry import REGISTRY
+    from generators.schema import infer_schema
+    from tests.generators.conftest import make_mixed_frame
+    from tests.generators.test_checkpoints import SEED, TINY
+
+    torch.set_num_threads(1)
+    name, folder = sys.argv[1], sys.argv[2]
+    frame = make_mixed_frame()
+    schema = infer_schema(frame)
+    frame = frame[[c.name for c in schema.columns if c.kind != "id"]]
+    schema = infer_schema(frame)
+    params = {**TINY[name], "epochs": 10_000}  # runs until killed
+    REGISTRY[name](device="cpu", **params).fit(frame, schema, seed=SEED, checkpoint_dir=folder)
+    """
+)
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+def test_a_killed_fit_resumes_from_its_last_checkpoint(name, tmp_path) -> None:
+    from tests.conftest import REPO
+
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_FIT, name, str(tmp_path)], cwd=REPO)
+    checkpoint = tmp_path / CHECKPOINT_FILE
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _epochs_done(checkpoint) >= 2:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    done = _epochs_done(checkpoint)
+    assert done >= 2, "the subprocess never checkpointed"
+
+    from generators.schema import infer_schema
+    from tests.generators.conftest import make_mixed_frame
+
+    frame = make_mixed_frame()
+    frame = frame[[c.name for c in infer_schema(frame).columns if c.kind != "id"]]
+    schema = infer_schema(frame)
+    params = {**TINY[name], "epochs": done + 2}
+    resumed = REGISTRY[name](device="cpu", **params).fit(
+        frame, schema, seed=SEED, checkpoint_dir=tmp_path
+    )
+    fresh = REGISTRY[name](device="cpu", **params).fit(frame, schema, seed=SEED)
+    assert resumed.resumed_from_ == done
+    assert len(resumed.losses_) == done + 2
+    pd.testing.assert_frame_equal(resumed.sample(300, seed=2), fresh.sample(300, seed=2))
+
+
+def _epochs_done(checkpoint) -> int:
+    try:
+        return int(torch.load(checkpoint, weights_only=True)["epoch"])
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return 0
