@@ -183,8 +183,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config ({error})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except (yaml.YAMLError, ValueError, TypeError) as error:
+        # PyYAML raises ValueError/TypeError for values it parses but cannot build, such as
+        # the date 2001-02-30.
+        detail = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"{path}: not valid YAML ({detail})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     for override in overrides or []:
@@ -206,7 +209,7 @@ def apply_override(raw: dict, override: str) -> None:
         )
     try:
         value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError):
         value = text
     node = raw
     parts = key.split(".")

@@ -56,3 +56,13 @@ def _no_ambient_tracking(monkeypatch):
 
 def pytest_report_header(config) -> str:
     return f"shared data: {'present' if SHARED_DATA.is_dir() else 'absent'}; CPUs: {os.cpu_count()}"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and database for the whole session (every package's
+    flow tests share it: it takes tens of seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

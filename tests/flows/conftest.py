@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 # Importing the flow imports Prefect's engine, which sets up its console log handler on
 # the sys.stderr of that moment: do it at collection, not inside a test's capsys.
@@ -15,13 +14,6 @@ import flows.synthesize  # noqa: F401
 from tests.conftest import ADULT_COLUMNS, ADULT_FILE
 
 SLICE_ROWS = 400
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """A temporary Prefect server and database for the whole session."""
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def _write(path: Path, text: str) -> str:
 BAD_DATA = {
     # case: (file contents or None for a missing file, config data overrides, words the error names)
     "missing file": (None, {}, ["file not found", "absent.csv"]),
-    "not gzip": ("plain text, not gzip", {"format": "csv.gz"}, ["cannot read as csv.gz"]),
+    "not gzip": ("plain text, not gzip", {"format": "csv.gz"}, ["input.csv", "corrupt"]),
     "empty table": ("a,b,c\n", {}, ["no data rows"]),
     "header-less": ("39,1.5,x\n40,2.5,y\n", {}, ["data.columns", "'39'"]),
     "all-null column": (

@@ -6,12 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flows.cli import EXIT_FAILED, main
-from tests.flows.conftest import (  # noqa: F401  (prefect_harness is a fixture)
-    PLAIN_CSV,
-    assert_nothing_written,
-    prefect_harness,
-    write_slice_config,
-)
+from tests.flows.conftest import PLAIN_CSV, assert_nothing_written, write_slice_config
 from tests.hostile.corpus import CASES, gzip_with_huge_field
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

@@ -137,11 +137,6 @@ def test_set_of_any_yaml_value_under_a_known_key(key, value) -> None:
 IMPOSSIBLE_DATES = ["2001-02-30", "2021-13-01 10:00:00", "!!int 0x", "!!float abc"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/config.py lets PyYAML's ValueError escape (fix: catch ValueError and "
-    "TypeError beside yaml.YAMLError in load_config and apply_override)",
-)
 @pytest.mark.parametrize("text", IMPOSSIBLE_DATES)
 def test_yaml_values_that_fail_to_construct_are_config_errors(text, tmp_path) -> None:
     path = tmp_path / "config.yaml"
@@ -150,7 +145,6 @@ def test_yaml_values_that_fail_to_construct_are_config_errors(text, tmp_path) ->
         load_config(path)
 
 
-@pytest.mark.xfail(strict=True, reason="same as above, for --set")
 @pytest.mark.parametrize("text", IMPOSSIBLE_DATES)
 def test_set_values_that_fail_to_construct_are_config_errors(text) -> None:
     raw = dict(VALID)
