@@ -182,8 +182,8 @@ def test_pll_at_least_scikit_learns_on_binarised_mnist(shared_data) -> None:
 def test_rbm_learns_bars_and_stripes() -> None:
     data = torch.from_numpy(bars_and_stripes(1000, seed=1))
     torch.manual_seed(0)
-    rbm = RBM(VisibleLayout.binary(SIDE * SIDE), 16)
-    params = RBMParams(epochs=30, batch_size=20, learning_rate=0.1)
+    rbm = RBM(VisibleLayout.binary(SIDE * SIDE), 32)
+    params = RBMParams(epochs=60, batch_size=20, learning_rate=0.1)
     train_rbm(rbm, data, TrainingSettings(params), data[:200])
     samples = rbm.layout.sample(rbm.sample_activations(2000, burn_in=200, thinning=5, chains=400))
     valid = valid_patterns()
@@ -220,7 +220,10 @@ _SMALL = {"batch_size": 10, "n_bins": 10, "n_chains": 500, "burn_in": 100, "thin
     [
         (RBMGenerator, {"epochs": 40, "n_hidden": 32, "learning_rate": 0.1}),
         (DBNGenerator, {"epochs": 40, "hidden_sizes": (32, 16), "learning_rate": 0.1}),
-        (DBMGenerator, {"epochs": 20, "hidden_sizes": (32, 16), "pretrain_epochs": 20}),
+        (
+            DBMGenerator,
+            {"epochs": 20, "hidden_sizes": (32, 16), "pretrain_epochs": 20, "learning_rate": 0.1},
+        ),
     ],
     ids=["rbm", "dbn", "dbm"],
 )
