@@ -55,6 +55,13 @@ class AutoregressiveParams(Params):
     # at least min_bin_rows training rows.
     n_bins: int = Field(50, ge=1)
     min_bin_rows: int = Field(10, ge=1)
+    # Values are drawn inside a bin by interpolating up to this many within-bin quantiles
+    # (each sub-interval holding at least min_bin_rows rows), so a wide tail bin is filled
+    # as the real rows fill it; 1 = uniformly.
+    bin_quantiles: int = Field(20, ge=1)
+    # Model a numeric/datetime column that is almost always >= an earlier one and much
+    # narrower as a difference from it (a dropoff after its pickup); detected from the data.
+    differences: bool = True
     # Share of the training rows held out to stop early; no split below 20 rows.
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     # Stop when the validation loss has not improved for this many epochs; 0 = never.
@@ -182,7 +189,9 @@ class AutoregressiveGenerator(Generator):
     def _fit(self, data: pd.DataFrame) -> None:
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
-        self.encoder_ = TokenEncoder(params.n_bins, params.min_bin_rows).fit(data, self.schema_)
+        self.encoder_ = TokenEncoder(
+            params.n_bins, params.min_bin_rows, params.bin_quantiles, params.differences
+        ).fit(data, self.schema_)
         tokens = torch.from_numpy(self.encoder_.transform(data))
         order = torch.randperm(len(tokens))
         n_validation = (

@@ -233,3 +233,142 @@ def test_token_bins_hold_enough_rows_and_point_masses_are_exact() -> None:
     # An interval decodes inside its own bin.
     again = encoder.transform(pd.DataFrame({"gain": decoded}))[:, 0]
     assert (again == tokens).all()
+
+
+def _heavy_tailed_frame(rows: int = 4000, seed: int = 12) -> pd.DataFrame:
+    """weight: integer, log-normal (long right tail, like Adult's fnlwgt)."""
+    rng = np.random.default_rng(seed)
+    weight = np.round(rng.lognormal(12, 0.6, rows)).astype(np.int64)
+    return normalize_dtypes(pd.DataFrame({"weight": pd.array(weight, dtype="Int64")}))
+
+
+def test_values_inside_a_bin_follow_the_real_rows_not_a_uniform() -> None:
+    """A long right tail: drawn uniformly, the widest (last) bin spreads its rows up to the
+    maximum and inflates the standard deviation; drawn from the within-bin quantiles, the
+    decoded mean and standard deviation match the real ones."""
+    frame = _heavy_tailed_frame()
+    real = frame["weight"].astype(float)
+    schema = infer_schema(frame)
+    figures = {}
+    for quantiles in (1, 20):
+        encoder = TokenEncoder(n_bins=30, min_bin_rows=10, bin_quantiles=quantiles)
+        tokens = encoder.fit(frame, schema).transform(frame)
+        decoded = encoder.inverse(tokens, np.random.default_rng(0))["weight"]
+        # Same tokens back: a value is drawn inside its own bin, on the integer grid.
+        assert (encoder.transform(decoded.to_frame())[:, 0] == tokens[:, 0]).all()
+        assert (decoded == decoded.round()).all()
+        assert decoded.min() >= real.min() and decoded.max() <= real.max()
+        figures[quantiles] = decoded.mean(), decoded.std()
+    # The decoded rows are the real rows moved within their sub-interval (a 1/600 share
+    # of the rows each): the standard deviation moves by a few parts in a hundred at most.
+    mean, std = figures[20]
+    assert abs(mean - real.mean()) <= 0.01 * real.mean()
+    assert abs(std - real.std()) <= 0.03 * real.std()
+    uniform_std = figures[1][1]
+    assert uniform_std - real.std() > 2 * abs(std - real.std()), (uniform_std, std, real.std())
+
+
+def test_within_bin_quantiles_each_summarise_enough_rows() -> None:
+    frame = _heavy_tailed_frame(rows=1000)
+    encoder = TokenEncoder(n_bins=10, min_bin_rows=25, bin_quantiles=8)
+    entry = encoder.fit(frame, infer_schema(frame)).columns[0]
+    assert len(entry["within"]) == len(entry["edges"]) - 1
+    tokens = encoder.transform(frame)[:, 0]
+    for i, knots in enumerate(entry["within"]):
+        rows = int((tokens == i).sum())  # no point masses: interval i is token i
+        assert len(knots) - 1 == min(8, rows // 25) or (not knots and rows // 25 < 2)
+        # Knots are offsets within the bin's grid cells, ascending, from 0 to the cell count
+        # (an interval is [edge, next edge) on the grid; the last one holds its edge).
+        last = i == len(entry["edges"]) - 2
+        cells = entry["edges"][i + 1] - entry["edges"][i] + last
+        if knots:
+            assert knots[0] == 0 and knots[-1] == cells and np.all(np.diff(knots) >= 0)
+
+
+def test_an_encoder_saved_without_within_bin_quantiles_decodes_uniformly() -> None:
+    """Models saved before within-bin quantiles load and decode as they did."""
+    frame = _heavy_tailed_frame(rows=1000)
+    encoder = TokenEncoder(n_bins=10, bin_quantiles=1).fit(frame, infer_schema(frame))
+    state = encoder.state()
+    old = {k: v for k, v in state.items() if k not in ("bin_quantiles", "differences")}
+    old["columns"] = [{k: v for k, v in c.items() if k != "within"} for c in state["columns"]]
+    loaded = TokenEncoder.from_state(old)
+    tokens = encoder.transform(frame)
+    pd.testing.assert_frame_equal(
+        loaded.inverse(tokens, np.random.default_rng(3)),
+        encoder.inverse(tokens, np.random.default_rng(3)),
+    )
+
+
+@pytest.fixture(scope="module")
+def trips() -> pd.DataFrame:
+    """Taxi-like trips: dropoff 2-90 minutes after pickup over a month, a fare, and a
+    total = fare + tip (never below the fare); distance is unrelated to the order."""
+    rng = np.random.default_rng(21)
+    rows = 2000
+    pickup = pd.Timestamp("2019-03-01") + pd.to_timedelta(
+        rng.integers(0, 31 * 86400, rows), unit="s"
+    )
+    dropoff = pickup + pd.to_timedelta(rng.integers(120, 5400, rows), unit="s")
+    fare = np.round(rng.gamma(2.0, 6.0, rows) + 2.5, 1)
+    total = np.round(fare + rng.choice([0.0, 1.0, 2.5], rows) + rng.gamma(1.0, 1.0, rows), 2)
+    frame = pd.DataFrame(
+        {
+            "pickup": pickup,
+            "dropoff": dropoff,
+            "distance": np.round(rng.gamma(2.0, 2.0, rows), 2),
+            "fare": fare,
+            "total": total,
+        }
+    )
+    return normalize_dtypes(frame)
+
+
+def test_a_later_column_that_follows_an_earlier_one_is_modelled_as_the_difference(trips):
+    encoder = TokenEncoder(n_bins=30, differences=True).fit(trips, infer_schema(trips))
+    bases = {entry["name"]: entry.get("base") for entry in encoder.columns}
+    assert bases == {
+        "pickup": None,
+        "dropoff": "pickup",
+        "distance": None,  # not >= pickup's kind; fare >= distance fails (or is not narrower)
+        "fare": None,
+        "total": "fare",
+    }
+    # Off by default: the encoder other models share keeps every column on its own.
+    plain = TokenEncoder(n_bins=30).fit(trips, infer_schema(trips))
+    assert not any("base" in entry for entry in plain.columns)
+
+
+def test_sampled_datetimes_and_totals_keep_their_order(trips, tmp_path):
+    """Binned separately, two datetimes inside wide bins are drawn independently and about
+    half the rows would end before they start; as a difference, none does."""
+    generator = _fit(trips, seed=3, n_bins=SMALL_BINS)
+    sample = generator.sample(N_SYNTHETIC, seed=4)
+    assert [str(t) for t in sample.dtypes] == [str(t) for t in trips.dtypes]
+    gap = (sample["dropoff"] - sample["pickup"]).dt.total_seconds()
+    assert (gap >= 0).all()
+    # The gap itself follows the real one: 2 to 90 minutes, drawn from its own bins.
+    real_gap = (trips["dropoff"] - trips["pickup"]).dt.total_seconds()
+    assert gap.min() >= real_gap.min() and gap.max() <= real_gap.max()
+    assert abs(gap.median() - real_gap.median()) <= 0.1 * real_gap.median()
+    assert (sample["dropoff"].dt.nanosecond == 0).all()
+    assert (sample["dropoff"] == sample["dropoff"].dt.floor("s")).all()
+    assert (sample["total"] >= sample["fare"]).all()
+    totals = sample["total"].astype(float)
+    assert np.allclose(totals * 100, (totals * 100).round(), atol=1e-6)  # two decimals kept
+    assert totals.min() >= trips["total"].min() and totals.max() <= trips["total"].max()
+    # Save and load keep the differences.
+    generator.save(tmp_path / "model")
+    loaded = AutoregressiveGenerator.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.sample(500, seed=5), generator.sample(500, seed=5))
+
+
+def test_a_base_with_missing_values_where_the_later_column_has_one_is_not_used() -> None:
+    rng = np.random.default_rng(2)
+    rows = 600
+    start = pd.Series(rng.integers(0, 10_000, rows).astype(float))
+    end = start + rng.integers(1, 50, rows)
+    start[:30] = np.nan  # end is known where start is not: end - start is undefined there
+    frame = normalize_dtypes(pd.DataFrame({"start": start, "end": end}))
+    encoder = TokenEncoder(n_bins=20, differences=True).fit(frame, infer_schema(frame))
+    assert "base" not in encoder.columns[1]
