@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from generators import make_generator
 from generators.base import DPBudget
 from generators.encoding import TabularEncoder
 from generators.errors import ConfigError
 from generators.registry import load_generator
+from generators.schema import infer_schema, normalize_dtypes
 
 
 def test_encoder_round_trips_categories_and_keeps_numeric_ranks(model_frame_shared, model_schema):
@@ -89,3 +91,69 @@ def test_a_failed_fit_leaves_the_generator_unfitted(model_frame_shared, model_sc
         vae.fit(model_frame_shared, model_schema)
     with pytest.raises(NotFittedError):
         vae.sample(5, seed=0)
+
+
+TINY = {"epochs": 30, "batch_size": 64, "latent_dim": 8, "hidden_dims": (32,)}
+
+
+def test_the_latent_mixture_has_at_most_one_component_per_100_rows(
+    model_frame_shared, model_schema
+):
+    vae = make_generator("vae", TINY, device="cpu").fit(model_frame_shared, model_schema, seed=0)
+    weights = vae.model_.prior_weights
+    used = int((weights > 0).sum())
+    assert 1 <= used <= len(model_frame_shared) // 100
+    assert float(weights.sum()) == pytest.approx(1.0)
+    # Each kept component holds at least 10 rows' weight; unused ones are N(0, I) with 0.
+    assert float(weights[weights > 0].min()) * len(model_frame_shared) >= 10
+    # The mixture sits where the posterior means are, not at N(0, I)'s origin and scale.
+    assert not torch.allclose(vae.model_.prior_scales[:used], torch.ones(1))
+    # Training held out a validation split, and the best epoch's weights were kept.
+    assert all(set(epoch) == {"loss", "validation"} for epoch in vae.losses_)
+
+
+def test_under_dp_the_prior_stays_standard_normal_and_nothing_is_held_out(
+    model_frame_shared, model_schema
+):
+    vae = make_generator("vae", {**TINY, "epochs": 2}, device="cpu")
+    vae.fit(model_frame_shared, model_schema, seed=0, dp=DPBudget(epsilon=2.0))
+    assert torch.equal(vae.model_.prior_means, torch.zeros_like(vae.model_.prior_means))
+    assert torch.equal(vae.model_.prior_scales, torch.ones_like(vae.model_.prior_scales))
+    assert all(set(epoch) == {"epsilon"} for epoch in vae.losses_)
+
+
+def test_a_point_mass_keeps_its_exact_value_and_about_its_share():
+    """60% of `gain` is exactly 0: spread over its quantile interval for training, it decodes
+    back to exactly 0, and at about its real share (no invented small gains)."""
+    rng = np.random.default_rng(4)
+    rows = 1000
+    gain = np.where(rng.random(rows) < 0.6, 0, np.round(rng.lognormal(8, 1, rows)))
+    frame = normalize_dtypes(
+        pd.DataFrame(
+            {
+                "gain": pd.array(gain.astype(np.int64), dtype="Int64"),
+                "group": pd.array(rng.choice(["a", "b"], rows), dtype="string"),
+            }
+        )
+    )
+    vae = make_generator("vae", {**TINY, "epochs": 60}, device="cpu")
+    sample = vae.fit(frame, infer_schema(frame), seed=1).sample(4000, seed=2)
+    synthetic = sample["gain"].astype(float)
+    real_share = float((frame["gain"] == 0).mean())
+    # Sampling noise of both shares (four standard errors), plus 0.05 for a small model.
+    noise = 4 * np.sqrt(real_share * (1 - real_share) * (1 / rows + 1 / 4000))
+    assert abs(float((synthetic == 0).mean()) - real_share) <= noise + 0.05
+    # No spread of small gains around the spike: a sample between 0 and the real rows'
+    # smallest positive value can only come from the one interpolated knot step after the
+    # tie, a sliver of the rank scale.
+    positive = frame["gain"][frame["gain"] > 0].astype(float)
+    assert float(((synthetic > 0) & (synthetic < positive.min())).mean()) <= 0.01
+
+
+def test_a_normal_prior_is_available_and_round_trips(model_frame_shared, model_schema, tmp_path):
+    vae = make_generator("vae", {**TINY, "epochs": 3, "latent_prior": "normal"}, device="cpu")
+    vae.fit(model_frame_shared, model_schema, seed=0)
+    assert torch.equal(vae.model_.prior_scales, torch.ones_like(vae.model_.prior_scales))
+    vae.save(tmp_path / "vae")
+    loaded = load_generator(tmp_path / "vae")
+    pd.testing.assert_frame_equal(loaded.sample(60, seed=4), vae.sample(60, seed=4))
