@@ -221,7 +221,9 @@ class TabularVAEGenerator(Generator):
                 epoch["validation"] = self._evaluate(validation)
             self.losses_.append(epoch)
             watched = epoch.get("validation", epoch["loss"])
-            if watched < best * (1 - 1e-3) - 1e-9 if best > 0 else watched < best - 1e-9:
+            # An improvement is 0.1% of the best loss's size (losses can be negative: the
+            # Gaussian terms are densities).
+            if best == float("inf") or watched < best - 1e-3 * abs(best) - 1e-9:
                 best, stale = watched, 0
                 best_state = copy.deepcopy(self.model_.state_dict())
             else:
