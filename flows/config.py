@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -28,7 +29,8 @@ from pydantic import (
 from generators.base import validate_params
 from generators.errors import ConfigError
 from generators.registry import REGISTRY, generator_class
-from generators.schema import Kind
+from generators.schema import Kind, Schema, infer_schema
+from generators.tables import read_table
 from validation.privacy import PrivacyPolicy
 
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
@@ -57,6 +59,20 @@ class DataConfig(Strict):
         default_factory=dict, alias="schema", description="override inferred kinds: column -> kind"
     )
     drop: list[str] = Field(default_factory=list, description="columns to leave out entirely")
+
+    def read(self) -> tuple[pd.DataFrame, Schema]:
+        """The table these settings describe, and its schema (kinds overridden by `schema`)."""
+        frame, arrow_schema = read_table(
+            self.path,
+            format=self.format,
+            columns=self.columns,
+            header=self.header,
+            separator=self.separator,
+            na_values=self.na_values,
+            encoding=self.encoding,
+            drop=self.drop,
+        )
+        return frame, infer_schema(frame, self.column_kinds, arrow_schema)
 
 
 class GeneratorConfig(Strict):

@@ -41,8 +41,8 @@ from flows.tracking import RunTracker, reachable_tracking_uri
 from generators.base import GENERATOR_FILE, DPBudget
 from generators.errors import DataError, SynthpipeError
 from generators.registry import load_generator, make_generator
-from generators.schema import Schema, infer_schema
-from generators.tables import read_table, split_holdout, write_parquet_atomic
+from generators.schema import Schema
+from generators.tables import split_holdout, write_parquet_atomic
 from validation import Report
 from validation.expectations import build_suite, validate_table
 from validation.fidelity import fidelity_report
@@ -121,17 +121,7 @@ class RunResult:
 )
 def ingest(data: DataConfig) -> tuple[pd.DataFrame, Schema]:
     """Read the input table and infer its schema (kinds overridden by data.schema)."""
-    frame, arrow_schema = read_table(
-        data.path,
-        format=data.format,
-        columns=data.columns,
-        header=data.header,
-        separator=data.separator,
-        na_values=data.na_values,
-        encoding=data.encoding,
-        drop=data.drop,
-    )
-    return frame, infer_schema(frame, data.column_kinds, arrow_schema)
+    return data.read()
 
 
 @task(cache_policy=NO_CACHE)

@@ -196,9 +196,14 @@ def _kl(observed: np.ndarray, expected: np.ndarray) -> float:
     return float(np.sum(observed[mask] * np.log(observed[mask] / expected[mask])))
 
 
-def _numeric(name: str, values: pd.Series, n: int, rng, band: _Band) -> list[dict]:
+def _present(values: pd.Series) -> np.ndarray:
+    """The column's present values as floats (datetimes as nanoseconds)."""
     numbers = as_float(values)
-    numbers = numbers[~np.isnan(numbers)]
+    return numbers[~np.isnan(numbers)]
+
+
+def _numeric(name: str, values: pd.Series, n: int, rng, band: _Band) -> list[dict]:
+    numbers = _present(values)
     if len(numbers) < 2:
         return []
     m = min(n, len(numbers))
@@ -252,8 +257,7 @@ def _between(real: float, resampled: np.ndarray, band: _Band) -> dict:
 
 def _datetime_checks(name: str, values: pd.Series, n: int, rng, band: _Band) -> list[dict]:
     """GX's pandas backend cannot compare datetimes with JSON bounds; check them here."""
-    numbers = as_float(values)
-    numbers = numbers[~np.isnan(numbers)]
+    numbers = _present(values)
     if len(numbers) < 2:
         return []
     m = min(n, len(numbers))
@@ -531,14 +535,12 @@ def run_check(frame: pd.DataFrame, check: dict) -> dict:
     if missing:
         observed, success = f"missing column(s) {missing}", False
     elif kind == "datetime_range":
-        numbers = as_float(frame[columns[0]])
-        numbers = numbers[~np.isnan(numbers)]
+        numbers = _present(frame[columns[0]])
         low, high = pd.Timestamp(check["min"]).value, pd.Timestamp(check["max"]).value
         outside = float(np.mean((numbers < low) | (numbers > high))) if len(numbers) else 0.0
         observed, success = outside, outside <= check["max_outside_share"]
     elif kind == "datetime_quantile":
-        numbers = as_float(frame[columns[0]])
-        numbers = numbers[~np.isnan(numbers)]
+        numbers = _present(frame[columns[0]])
         value = np.quantile(numbers, check["quantile"]) if len(numbers) else np.nan
         observed = _iso(value) if len(numbers) else None
         success = bool(
