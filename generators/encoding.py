@@ -115,7 +115,11 @@ class TabularEncoder:
                 if entry["has_missing"]:
                     out[:, next(spans).start] = missing
             else:
-                codes = pd.Categorical(as_labels(values), categories=entry["categories"]).codes
+                # int64: pandas' codes are int8 for < 128 categories, and span.start + code
+                # overflows int8 once the span starts past column 127.
+                codes = pd.Categorical(
+                    as_labels(values), categories=entry["categories"]
+                ).codes.astype(np.int64)
                 seen = codes >= 0
                 out[np.flatnonzero(seen), span.start + codes[seen]] = 1.0
         return out

@@ -77,19 +77,10 @@ def slices(shared_data, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-# TabularEncoder.transform adds a span's start to pandas' category codes, which are int8
-# for fewer than 128 categories: on NYC taxis (pickup_borough's span starts past 127, after
-# the zones) NumPy 2 raises OverflowError, so every generator on TabularEncoder (gan, gmm,
-# vae) fails on that table, the full one as well as this slice. The fix is one line in
-# TabularEncoder (codes.astype(np.int64)); strict, so these fail once it lands.
-_INT8_CODES = pytest.mark.xfail(
-    raises=OverflowError, strict=True, reason="TabularEncoder: int8 category codes overflow"
-)
 CASES = [
     pytest.param(
         generator,
         dataset,
-        marks=[_INT8_CODES] if dataset == "nyc_taxis" and generator != "autoregressive" else [],
         id=f"{generator}-{dataset}",
     )
     for generator in sorted(TINY)
@@ -112,6 +103,9 @@ def test_generator_runs_through_the_flow_and_its_pyfunc_reproduces_it(
                 "generator": {"name": generator, "params": TINY[generator], "device": "cpu"},
                 "sample": {"rows": SAMPLE_ROWS, "seed": 1},
                 "validation": {"expectations": False, "fidelity": False, "plots": False},
+                # The gate is tested elsewhere; a 2-epoch model on 480 rows can land either
+                # side of it, and a quarantined run has no model to load here.
+                "privacy": {"enabled": False},
                 "output": {"dir": str(tmp_path / "outputs")},
                 "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "e2e"},
             }
@@ -120,8 +114,7 @@ def test_generator_runs_through_the_flow_and_its_pyfunc_reproduces_it(
     config = load_config(config_path)
     result = synthesize(config)
 
-    # Published (or quarantined by a privacy check: a tiny model may be either), in full.
-    assert result.status in ("published", "quarantined"), result.status
+    assert result.status == "published"
     table = pq.read_table(result.output)
     assert table.num_rows == SAMPLE_ROWS == result.rows
     # Exactly the input's Arrow schema: the same names, order and types.
