@@ -140,6 +140,7 @@ class TabularVAEGenerator(Generator):
     name = "vae"
     Params = VAEParams
     supports_dp = True
+    resumable = True  # without DP
 
     def _fit(self, data: pd.DataFrame) -> None:
         params: VAEParams = self.params  # type: ignore[assignment]
@@ -179,25 +180,40 @@ class TabularVAEGenerator(Generator):
         with warnings.catch_warnings():
             # Opacus' hooks fire torch's "full backward hook" notice on every step.
             warnings.simplefilter("ignore", UserWarning)
-            self._train(model, optimizer, loader, engine, validation, device)
+            self._train(model, optimizer, loader, engine, validation, device, generator)
         if engine is not None:
             self.epsilon_spent_ = float(engine.get_epsilon(self.dp_.delta))
         self.model_ = self.model_.cpu().eval()
         if params.latent_prior == "mixture" and not private:
             self._fit_latent_mixture(matrix)
 
-    def _train(self, model, optimizer, loader, engine, validation, device) -> None:
+    def _train(self, model, optimizer, loader, engine, validation, device, shuffle) -> None:
         """Epochs of minibatch training, recording losses (and epsilon under DP) per epoch;
         without DP, the best epoch's weights (by validation loss when there is a split) are
-        kept."""
+        kept, and every epoch is checkpointed (`shuffle`: the loader's torch.Generator)."""
         params: VAEParams = self.params  # type: ignore[assignment]
         # Cosine annealing from learning_rate to learning_rate / 100 over the planned epochs.
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda epoch: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / params.epochs)),
         )
-        best, best_state, stale = float("inf"), None, 0
-        for _ in tqdm(range(params.epochs), desc=f"training {self.name}", unit="epoch"):
+        best, best_state, stale, first_epoch = float("inf"), None, 0, 0
+        # Under DP, Opacus' accountant would have to resume too: DP fits start afresh.
+        resumed = self._load_checkpoint(device) if engine is None else None
+        if resumed is not None:
+            first_epoch, state = resumed
+            self.model_.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            shuffle.set_state(state["shuffle"])
+            best, best_state, stale = state["best"], state["best_model"], state["stale"]
+        for epoch_index in tqdm(
+            range(first_epoch, params.epochs),
+            desc=f"training {self.name}",
+            unit="epoch",
+            initial=first_epoch,
+            total=params.epochs,
+        ):
             model.train()
             total, rows = 0.0, 0
             for (batch,) in loader:
@@ -228,6 +244,18 @@ class TabularVAEGenerator(Generator):
                 best_state = copy.deepcopy(self.model_.state_dict())
             else:
                 stale += 1
+            self._save_checkpoint(
+                epoch_index + 1,
+                {
+                    "model": self.model_.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "shuffle": shuffle.get_state(),
+                    "best": best,
+                    "best_model": best_state,
+                    "stale": stale,
+                },
+            )
             if params.early_stopping_patience and stale >= params.early_stopping_patience:
                 break
         if best_state is not None:

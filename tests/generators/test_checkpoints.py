@@ -19,6 +19,13 @@ from generators.registry import REGISTRY
 
 RESUMABLE = sorted(name for name, cls in REGISTRY.items() if cls.resumable)
 TINY = {
+    "vae": {
+        "epochs": 6,
+        "batch_size": 64,
+        "hidden_dims": (16,),
+        "latent_dim": 4,
+        "early_stopping_patience": 0,
+    },
     "autoregressive": {
         "epochs": 6,
         "batch_size": 64,
@@ -66,25 +73,40 @@ def test_a_crashed_fit_resumes_and_matches_an_uninterrupted_one(
     pd.testing.assert_frame_equal(resumed.sample(300, seed=1), uninterrupted.sample(300, seed=1))
 
 
+KILLED_EPOCHS = 20
 _KILLED_FIT = textwrap.dedent(
     """
     import sys
+    import time
     import torch
+    from generators.base import Generator
     from generators.registry import REGISTRY
-    from generators.schema import infer_schema
-    from tests.generators.conftest import make_mixed_frame
-    from tests.generators.test_checkpoints import SEED, TINY
+    from tests.generators.test_checkpoints import KILLED_EPOCHS, SEED, TINY, mixed_model_table
 
     torch.set_num_threads(1)
+    save = Generator._save_checkpoint
+
+    def slow_save(self, epoch, state):  # tiny epochs take milliseconds: leave time to kill
+        save(self, epoch, state)
+        time.sleep(0.5)
+
+    Generator._save_checkpoint = slow_save
     name, folder = sys.argv[1], sys.argv[2]
-    frame = make_mixed_frame()
-    schema = infer_schema(frame)
-    frame = frame[[c.name for c in schema.columns if c.kind != "id"]]
-    schema = infer_schema(frame)
-    params = {**TINY[name], "epochs": 10_000}  # runs until killed
+    frame, schema = mixed_model_table()
+    params = {**TINY[name], "epochs": KILLED_EPOCHS}
     REGISTRY[name](device="cpu", **params).fit(frame, schema, seed=SEED, checkpoint_dir=folder)
     """
 )
+
+
+def mixed_model_table():
+    """The generators' mixed fixture table without its id column, and its schema."""
+    from generators.schema import infer_schema
+    from tests.generators.conftest import make_mixed_frame
+
+    frame = make_mixed_frame()
+    frame = frame[[c.name for c in infer_schema(frame).columns if c.kind != "id"]]
+    return frame, infer_schema(frame)
 
 
 @pytest.mark.parametrize("name", RESUMABLE)
@@ -96,27 +118,24 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(name, tmp_path) -> None:
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _epochs_done(checkpoint) >= 2:
-            time.sleep(0.1)
+            time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         process.kill()
     done = _epochs_done(checkpoint)
-    assert done >= 2, "the subprocess never checkpointed"
+    assert 2 <= done < KILLED_EPOCHS, "the subprocess was not killed mid-training"
 
-    from generators.schema import infer_schema
-    from tests.generators.conftest import make_mixed_frame
-
-    frame = make_mixed_frame()
-    frame = frame[[c.name for c in infer_schema(frame).columns if c.kind != "id"]]
-    schema = infer_schema(frame)
-    params = {**TINY[name], "epochs": done + 2}
+    # The same settings as the killed run: a checkpoint only resumes the fit it came from.
+    frame, schema = mixed_model_table()
+    params = {**TINY[name], "epochs": KILLED_EPOCHS}
     resumed = REGISTRY[name](device="cpu", **params).fit(
         frame, schema, seed=SEED, checkpoint_dir=tmp_path
     )
     fresh = REGISTRY[name](device="cpu", **params).fit(frame, schema, seed=SEED)
     assert resumed.resumed_from_ == done
-    assert len(resumed.losses_) == done + 2
+    assert len(resumed.losses_) == KILLED_EPOCHS
+    assert resumed.losses_ == fresh.losses_
     pd.testing.assert_frame_equal(resumed.sample(300, seed=2), fresh.sample(300, seed=2))
 
 
