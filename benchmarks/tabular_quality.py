@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
 from generators.registry import REGISTRY, make_generator  # noqa: E402
-from generators.schema import Schema, infer_schema  # noqa: E402
-from generators.tables import read_table, split_holdout  # noqa: E402
+from generators.schema import Schema  # noqa: E402
+from generators.tables import split_holdout  # noqa: E402
 
 # The project's own tabular generators, and SDV's fastest as the anchor. TVAE and CTGAN at
 # SDV's defaults take 338 s and 2,263 s on a 2-core CPU: ask for them by name.
@@ -62,17 +62,7 @@ def load_split(config_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, Schema, d
     """(train, holdout, schema, data description), as the synthesize flow makes them."""
     config = load_config(config_path)
     data = config.data
-    frame, arrow_schema = read_table(
-        data.path,
-        format=data.format,
-        columns=data.columns,
-        header=data.header,
-        separator=data.separator,
-        na_values=data.na_values,
-        encoding=data.encoding,
-        drop=data.drop,
-    )
-    schema = infer_schema(frame, data.column_kinds, arrow_schema)
+    frame, schema = data.read()
     train, holdout = split_holdout(frame, data.holdout_fraction, config.seed, data.target)
     about = {"config": str(config_path), "name": config.name, "seed": config.seed}
     return train.reset_index(drop=True), holdout.reset_index(drop=True), schema, about
