@@ -127,7 +127,10 @@ def ingest(data: DataConfig) -> tuple[pd.DataFrame, Schema]:
 @task(cache_policy=NO_CACHE)
 def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/holdout split; the holdout never reaches the generator."""
-    return split_holdout(frame, config.data.holdout_fraction, config.seed, config.data.target)
+    try:
+        return split_holdout(frame, config.data.holdout_fraction, config.seed, config.data.target)
+    except DataError as error:  # the split knows the rows, not the file they came from
+        raise DataError(f"{config.data.path}: {error}") from None
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:

@@ -49,7 +49,7 @@ BAD_DATA = {
         {},
         ["repeats", "'a'"],
     ),
-    "too few rows": ("a,b\n1,2\n3,4\n", {}, ["at least 10"]),
+    "too few rows": ("a,b\n1,2\n3,4\n", {}, ["input.csv", "at least 10"]),
 }
 
 
