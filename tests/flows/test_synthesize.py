@@ -56,20 +56,23 @@ def test_output_metadata_names_run_generator_seed_and_versions(published):
     assert json.loads(metadata["synthpipe.versions"])["pyarrow"] == pa.__version__
 
 
+# What a published run writes beside its data, and logs to MLflow.
+RUN_FILES = (
+    "config.yaml",
+    "schema.json",
+    "preview.csv",
+    "report.md",
+    "privacy.json",
+    "expectations.json",
+    "fidelity.json",
+)
+
+
 def test_run_folder_layout(published):
     config, result = published
     run_dir = Path(result.output).parent
     assert run_dir.name == result.mlflow_run_id and run_dir.parent.name == config.name
-    files = (
-        "config.yaml",
-        "schema.json",
-        "preview.csv",
-        "report.md",
-        "privacy.json",
-        "fidelity.json",
-        "generator",
-    )
-    for name in files:
+    for name in (*RUN_FILES, "generator"):
         assert (run_dir / name).exists(), name
     assert not (run_dir.parent / ".staging" / result.mlflow_run_id).exists()
 
@@ -85,14 +88,7 @@ def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(published)
         assert metric in run.data.metrics, metric
     assert run.data.tags["synthpipe.flow_run_id"] == result.flow_run_id
     artifacts = {item.path for item in client.list_artifacts(result.mlflow_run_id)}
-    assert {
-        "config.yaml",
-        "schema.json",
-        "preview.csv",
-        "report.md",
-        "privacy.json",
-        "fidelity.json",
-    } <= artifacts
+    assert set(RUN_FILES) <= artifacts
     report = json.loads((Path(result.output).parent / "privacy.json").read_text())
     assert report["details"]["definitions"]["dcr_share"].startswith("mostlyai-qa")
     assert report["metrics"]["dcr_share"] == run.data.metrics["privacy.dcr_share"]

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from generators import make_generator
 from generators.schema import Schema
@@ -23,15 +22,6 @@ from generators.tables import split_holdout
 from validation.expectations import spearman_matrix
 from validation.fidelity import association_matrix, fidelity_report, ml_efficacy
 from validation.privacy import hanley_mcneil_se
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_openmp_thread():
-    """As fidelity_report does around its models: gradient boosting's OpenMP threads
-    spin-wait on a busy small machine, so direct ml_efficacy calls get one thread too."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
 
 # -- Adult: train (2000), holdout (1000), a fresh real sample (2000), the uniform baseline --
 
