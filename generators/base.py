@@ -152,6 +152,12 @@ class Generator(ABC):
                 "drop them (data.drop), or set data.schema.<column>: categorical to model them as "
                 "categories"
             )
+        images = schema.names_of("image")
+        if images and self.modality != "image":
+            raise DataError(
+                f"column(s) {images} hold images, which {self.modality} generator "
+                f"'{self.name}' cannot model; use an image generator (data.modality: image)"
+            )
         self.schema_ = schema
         self._id_starts = {name: _id_start(data[name]) for name in schema.names_of("id")}
         modelled = self.modelled_columns

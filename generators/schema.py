@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from generators.errors import DataError
 
-Kind = Literal["numeric", "categorical", "boolean", "datetime", "id", "text"]
+Kind = Literal["numeric", "categorical", "boolean", "datetime", "id", "text", "image"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
 # A string column whose values average this many words or characters is free text,
@@ -161,7 +161,10 @@ class Schema:
             values = conformed[target.name]
             if pa.types.is_decimal(target.type):  # round to the column's scale before casting
                 values = values.round(target.type.scale)
-            array = pa.array(values, from_pandas=True)
+            if pa.types.is_struct(target.type):  # images: {bytes, path} dicts
+                array = pa.array(values.tolist(), type=target.type)
+            else:
+                array = pa.array(values, from_pandas=True)
             # Timestamps are truncated to the input's unit (ns -> us, say): that is the unit's
             # meaning, not a loss; every other cast must be exact.
             safe = not pa.types.is_timestamp(target.type)
@@ -197,6 +200,8 @@ def _conform_column(values: pd.Series, column: Column) -> pd.Series:
     if column.kind == "categorical" and column.categories is not None:
         strings = values.astype("string")
         return strings.where(strings.isin(column.categories)).astype(column.dtype)
+    if column.kind == "image":  # {bytes, path} dicts, kept as they are
+        return values.astype(object)
     return values.astype(column.dtype)
 
 
