@@ -195,11 +195,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _generators(args: argparse.Namespace) -> int:
-    from generators.registry import REGISTRY
+    from generators.registry import all_generators
 
-    for name, cls in sorted(REGISTRY.items()):
+    for cls in all_generators():
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<18} {cls.modality:<9} {summary}")
+        print(f"{cls.name:<18} {cls.modality:<9} {summary}")
     return 0
 
 

@@ -28,7 +28,7 @@ from pydantic import (
 
 from generators.base import validate_params
 from generators.errors import ConfigError
-from generators.registry import REGISTRY, generator_class
+from generators.registry import all_generators, generator_class
 from generators.schema import Kind, Schema, infer_schema
 from generators.tables import read_table
 from validation.privacy import PrivacyPolicy
@@ -151,10 +151,10 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _check_generator(self) -> RunConfig:
-        cls = generator_class(self.generator.name)
+        cls = generator_class(self.generator.name, self.data.modality)
         validate_params(cls.Params, self.generator.params, "generator.params")
         if self.privacy.dp is not None and not cls.supports_dp:
-            able = [name for name, c in REGISTRY.items() if c.supports_dp]
+            able = [c.name for c in all_generators() if c.supports_dp]
             raise ConfigError(
                 f"privacy.dp: generator '{cls.name}' cannot train under differential privacy; "
                 + (f"use one of {able}" if able else "no registered generator supports DP-SGD yet")

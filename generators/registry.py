@@ -1,4 +1,8 @@
-"""Generators by the name a config uses. One explicit dict; no import-time discovery."""
+"""Generators by modality and the name a config uses. Explicit dicts; no import-time discovery.
+
+A name may mean one model family in several modalities (`gmm`, `rbm` for tables and for
+images); `data.modality` picks which.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from generators.sdv import (
 )
 from generators.vae import TabularVAEGenerator
 
+# Table generators by name.
 REGISTRY: dict[str, type[Generator]] = {
     cls.name: cls
     for cls in (
@@ -41,19 +46,36 @@ REGISTRY: dict[str, type[Generator]] = {
 }
 
 
-def generator_class(name: str) -> type[Generator]:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"generator.name: unknown generator '{name}'; known: {', '.join(sorted(REGISTRY))}"
-        ) from None
+IMAGE_GENERATORS: dict[str, type[Generator]] = {}
+TEXT_GENERATORS: dict[str, type[Generator]] = {}
+BY_MODALITY: dict[str, dict[str, type[Generator]]] = {
+    "table": REGISTRY,
+    "image": IMAGE_GENERATORS,
+    "text": TEXT_GENERATORS,
+}
+
+
+def generator_class(name: str, modality: str = "table") -> type[Generator]:
+    known = BY_MODALITY.get(modality, {})
+    if name in known:
+        return known[name]
+    elsewhere = [m for m, generators in BY_MODALITY.items() if name in generators]
+    hint = f" ('{name}' generates {' and '.join(elsewhere)} data)" if elsewhere else ""
+    raise ConfigError(
+        f"generator.name: unknown generator '{name}' for {modality} data{hint}; known: "
+        f"{', '.join(sorted(known)) or 'none'}"
+    )
+
+
+def all_generators() -> list[type[Generator]]:
+    """Every registered class, tables first."""
+    return [cls for generators in BY_MODALITY.values() for cls in generators.values()]
 
 
 def make_generator(
-    name: str, params: dict[str, Any] | None = None, device: str = "auto"
+    name: str, params: dict[str, Any] | None = None, device: str = "auto", modality: str = "table"
 ) -> Generator:
-    return generator_class(name)(device=device, **(params or {}))
+    return generator_class(name, modality)(device=device, **(params or {}))
 
 
 def load_generator(path: Path) -> Generator:
@@ -61,5 +83,5 @@ def load_generator(path: Path) -> Generator:
     meta_file = Path(path) / GENERATOR_FILE
     if not meta_file.is_file():
         raise DataError(f"{path}: not a saved generator (no {GENERATOR_FILE})")
-    name = json.loads(meta_file.read_text())["name"]
-    return generator_class(name).load(path)
+    meta = json.loads(meta_file.read_text())
+    return generator_class(meta["name"], meta.get("modality", "table")).load(path)
