@@ -15,6 +15,11 @@ are batched matrix products over heads. Sampling runs the heads in order on a wh
 (100k rows per shard), one pass per column, each head reading only its prefix of the
 embeddings: no per-row Python and nothing recomputed.
 
+Conditional sampling is native and exact when the conditioned columns are categorical or
+boolean and are the first columns of the model's order (`first_columns` puts a target
+there): their tokens are fixed and the later heads draw p(x_k+1.. | x_1..x_k) as usual.
+Other conditions fall back to rejection sampling (see generators/conditions.py).
+
 Memorisation is held off by dropout, early stopping on a validation split of the training
 rows (the best epoch's weights are kept), and bins of at least `min_bin_rows` rows.
 """
@@ -25,6 +30,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +41,8 @@ from tqdm.auto import tqdm
 
 from generators.base import Generator, Params, resolve_device
 from generators.encoding import TokenEncoder
+from generators.errors import ConfigError
+from generators.schema import Schema
 
 WEIGHTS_FILE = "autoregressive.pt"
 STATE_FILE = "autoregressive.json"
@@ -69,6 +77,10 @@ class AutoregressiveParams(Params):
     # Stop after the first epoch that ends past this many seconds; None = no limit. Note a
     # time limit makes the number of epochs, and so the model, depend on the machine.
     time_limit_s: float | None = Field(None, gt=0)
+    # Columns to model first, in this order (the rest keep the table's order). Conditional
+    # sampling on a prefix of the order is exact, so put a column you condition or
+    # rebalance on here (e.g. [income]).
+    first_columns: list[str] = []
 
 
 class _ColumnHeads(nn.Module):
@@ -138,8 +150,12 @@ class _ColumnHeads(nn.Module):
         return logits.transpose(0, 1)
 
     @torch.no_grad()
-    def sample(self, n_rows: int, device: torch.device) -> torch.Tensor:
-        """Draw (n_rows, n_columns) tokens, column by column, from the global torch RNG."""
+    def sample(
+        self, n_rows: int, device: torch.device, fixed: dict[int, int] | None = None
+    ) -> torch.Tensor:
+        """Draw (n_rows, n_columns) tokens, column by column, from the global torch RNG;
+        `fixed` {column index: token} sets those columns instead of drawing them (exact
+        conditioning when the fixed columns are a prefix)."""
         # All uniforms first, so the draw does not depend on the block size below.
         uniforms = torch.rand(n_rows, len(self.vocab_sizes)).to(device)
         tables = [
@@ -148,13 +164,20 @@ class _ColumnHeads(nn.Module):
         ]
         # Blocks of rows small enough for the (rows, width) activations to stay in cache.
         block = _SAMPLE_BLOCK_ROWS if device.type == "cpu" else n_rows
-        return torch.cat([self._sample_block(u, tables) for u in uniforms.split(block)], dim=0)
+        return torch.cat(
+            [self._sample_block(u, tables, fixed or {}) for u in uniforms.split(block)], dim=0
+        )
 
-    def _sample_block(self, uniforms: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+    def _sample_block(
+        self, uniforms: torch.Tensor, tables: list[torch.Tensor], fixed: dict[int, int]
+    ) -> torch.Tensor:
         n_rows, n = uniforms.shape
         uniforms = uniforms.t().contiguous()  # (n, rows): column j's uniforms contiguous
         rows = torch.empty(n_rows, n, dtype=torch.long, device=uniforms.device)  # token + offset
         for j, size in enumerate(self.vocab_sizes):
+            if j in fixed:
+                rows[:, j] = fixed[j] + self.offsets[j]
+                continue
             if j == 0:
                 h = self.first_bias[0].expand(n_rows, -1).clamp(min=0)
             else:  # head j sums the table rows of the tokens of columns < j
@@ -185,13 +208,32 @@ class AutoregressiveGenerator(Generator):
     name = "autoregressive"
     Params = AutoregressiveParams
     resumable = True
+    supports_conditions = True
+
+    def _ordered_schema(self, data: pd.DataFrame) -> Schema:
+        """The schema with `first_columns` moved to the front, in their order."""
+        params: AutoregressiveParams = self.params  # type: ignore[assignment]
+        assert self.schema_ is not None
+        first = params.first_columns
+        where = "generator.params (autoregressive).first_columns"
+        if len(set(first)) != len(first):
+            raise ConfigError(f"{where}: names a column twice: {first}")
+        unknown = [name for name in first if name not in data.columns]
+        if unknown:
+            raise ConfigError(
+                f"{where}: {unknown} are not columns the model learns; columns: "
+                f"{', '.join(data.columns)}"
+            )
+        rank = {name: i for i, name in enumerate(first)}
+        columns = sorted(self.schema_.columns, key=lambda c: rank.get(c.name, len(first)))
+        return Schema(tuple(columns), self.schema_.arrow_schema)
 
     def _fit(self, data: pd.DataFrame) -> None:
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
         self.encoder_ = TokenEncoder(
             params.n_bins, params.min_bin_rows, params.bin_quantiles, params.differences
-        ).fit(data, self.schema_)
+        ).fit(data, self._ordered_schema(data))
         tokens = torch.from_numpy(self.encoder_.transform(data))
         order = torch.randperm(len(tokens))
         n_validation = (
@@ -294,6 +336,33 @@ class AutoregressiveGenerator(Generator):
     def _sample(self, n: int) -> pd.DataFrame:
         device = next(self.model_.parameters()).device
         tokens = self.model_.sample(n, device).cpu().numpy()
+        rng = np.random.default_rng(int(np.random.randint(2**31)))
+        return self.encoder_.inverse(tokens, rng)
+
+    def _prefix_tokens(self, values: dict[str, Any]) -> dict[int, int] | None:
+        """{column index: token} when `values` fix exactly the first len(values) columns of
+        the model's order and all of them are categories it has seen; else None."""
+        entries = self.encoder_.columns[: len(values)]
+        if {entry["name"] for entry in entries} != set(values):
+            return None
+        fixed = {}
+        for j, entry in enumerate(entries):
+            if entry["kind"] != "categorical":
+                return None
+            label = str(values[entry["name"]])
+            if label not in entry["categories"]:
+                return None
+            fixed[j] = entry["categories"].index(label)
+        return fixed
+
+    def _conditions_natively(self, values: dict[str, Any]) -> bool:
+        return self._prefix_tokens(values) is not None
+
+    def _sample_conditioned(self, n: int, values: dict[str, Any]) -> pd.DataFrame:
+        fixed = self._prefix_tokens(values)
+        assert fixed is not None
+        device = next(self.model_.parameters()).device
+        tokens = self.model_.sample(n, device, fixed).cpu().numpy()
         rng = np.random.default_rng(int(np.random.randint(2**31)))
         return self.encoder_.inverse(tokens, rng)
 

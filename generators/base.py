@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm.auto import tqdm
 
+from generators.conditions import MAX_TRIES_FACTOR, check_values, matches, rejection_sample
 from generators.errors import ConfigError, DataError, NotFittedError
 from generators.schema import Schema
 
@@ -109,6 +110,9 @@ class Generator(ABC):
     unpickles_on_load: ClassVar[bool] = False
     # True for generators that checkpoint every epoch and resume (fit's checkpoint_dir).
     resumable: ClassVar[bool] = False
+    # True for generators that can draw rows with given values directly (`_sample_conditioned`,
+    # for the values `_conditions_natively` accepts); the others condition by rejection.
+    supports_conditions: ClassVar[bool] = False
 
     def __init__(self, device: Device = "auto", **params: Any) -> None:
         self.device = device
@@ -191,6 +195,61 @@ class Generator(ABC):
         for name, id_start in self._id_starts.items():
             frame[name] = _fresh_ids(id_start, n, self.schema_[name].dtype)
         return self.schema_.conform(frame)
+
+    def sample_conditioned(
+        self,
+        n: int,
+        values: dict[str, Any],
+        *,
+        seed: int,
+        max_tries_factor: int = MAX_TRIES_FACTOR,
+    ) -> pd.DataFrame:
+        """Draw `n` rows whose columns equal `values` exactly ({column: value}), with the
+        fitted schema's columns, order and dtypes, like `sample`.
+
+        Natively when the generator can (`supports_conditions` and `_conditions_natively`);
+        otherwise by rejection from `sample`: seeded rounds, at most
+        max(max_tries_factor * n, 10,000) rows drawn. DataError for a column not in the
+        table, an identifier column, a category never seen in training, and a condition
+        too rare to reach (naming it and its acceptance rate).
+        """
+        if self.schema_ is None:
+            raise NotFittedError(f"{self.name}: call fit() before sample_conditioned()")
+        if not isinstance(n, int | np.integer) or n <= 0:
+            raise DataError(f"sample.conditions rows must be a positive integer, got {n!r}")
+        checked = check_values(self.schema_, values)
+        if self.supports_conditions and self._conditions_natively(checked):
+            shards = []
+            for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
+                rows = min(SAMPLE_SHARD_ROWS, n - start)
+                with seeded(seed + 1_000_003 * index):
+                    shards.append(self._sample_conditioned(rows, checked).reset_index(drop=True))
+            frame = pd.concat(shards, ignore_index=True)
+            for name, id_start in self._id_starts.items():
+                frame[name] = _fresh_ids(id_start, n, self.schema_[name].dtype)
+            frame = self.schema_.conform(frame)
+            if not matches(frame, checked).all():  # a bug in a generator's native path
+                raise AssertionError(f"{self.name}: native conditioning returned other rows")
+            return frame
+        frame = rejection_sample(
+            lambda rows, draw_seed: self.sample(rows, seed=draw_seed),
+            n,
+            checked,
+            seed,
+            max_tries_factor=max_tries_factor,
+        )
+        return self.reissue_ids(frame)
+
+    def reissue_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` with its identifier columns issued afresh (past the largest real id), so
+        rows gathered from several `sample` calls have distinct ids."""
+        if self.schema_ is None:
+            raise NotFittedError(f"{self.name}: call fit() before reissue_ids()")
+        frame = frame.reset_index(drop=True).copy()
+        for name, id_start in self._id_starts.items():
+            if name in frame.columns:
+                frame[name] = _fresh_ids(id_start, len(frame), self.schema_[name].dtype)
+        return frame
 
     def save(self, path: Path) -> None:
         """Write the generator to folder `path`: parameters, schema and model state."""
@@ -278,6 +337,18 @@ class Generator(ABC):
     @abstractmethod
     def _sample(self, n: int) -> pd.DataFrame:
         """Return `n` rows of `modelled_columns`, in any dtypes `Schema.conform` can cast."""
+
+    def _conditions_natively(self, values: dict[str, Any]) -> bool:
+        """Whether `_sample_conditioned` can draw rows with these (checked) values; only
+        asked when `supports_conditions`."""
+        return self.supports_conditions
+
+    def _sample_conditioned(self, n: int, values: dict[str, Any]) -> pd.DataFrame:
+        """Return `n` rows of `modelled_columns` whose columns equal `values` (normalised by
+        `generators.conditions.check_values`: categories as string labels, numbers as
+        floats, booleans as bools); RNGs are seeded. Generators with `supports_conditions`
+        implement it."""
+        raise NotImplementedError(f"{self.name} does not condition natively")
 
     @abstractmethod
     def _save(self, path: Path) -> None: ...

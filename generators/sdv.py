@@ -6,18 +6,24 @@ that must avoid them simply leaves these names out of its configs.
 
 SDV 2.0 takes and returns `{table_name: DataFrame}`; identifier columns never reach it
 (the base class re-issues them), so its own id generation, which ignores seeds, is unused.
+
+Conditional sampling: `gaussian_copula` conditions natively through SDV's
+`sample_from_conditions` (the copula is conditioned on the fixed values; SDV then keeps the
+rows that match exactly). CTGAN, TVAE and CopulaGAN are left to synthpipe's rejection
+sampling: SDV's conditional sampling for them is rejection sampling too.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
 from generators.base import Generator, Params, resolve_device
+from generators.errors import DataError
 
 TABLE = "table"
 SDV_FILE = "sdv_synthesizer.pkl"
@@ -136,6 +142,30 @@ class SDVGenerator(Generator):
                 state = np.random.RandomState(int(np.random.randint(2**31)))
                 transformer.set_random_state(state, "reverse_transform")
 
+    def _sample_conditioned(self, n: int, values: dict[str, Any]) -> pd.DataFrame:
+        from sdv.sampling import Condition
+
+        assert self.schema_ is not None
+        # The values as the model frame holds them (to_model_frame): numbers as floats,
+        # booleans as bools, categories as strings.
+        condition = Condition(column_values=dict(values), num_rows=n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._seed_synthesizer()
+            try:
+                sampled = self.synthesizer_.sample_from_conditions([condition])[TABLE]
+            except ValueError as error:  # SDV: "Unable to sample any rows ..."
+                sampled, reason = None, " ".join(str(error).split())[:200]
+        if sampled is None or len(sampled) < n:
+            shown = ", ".join(f"{k} = {v}" for k, v in values.items())
+            got = 0 if sampled is None else len(sampled)
+            raise DataError(
+                f"`{shown}`: {self.name}'s conditional sampling produced {got:,} of the {n:,} "
+                f"rows asked for{f' ({reason})' if sampled is None else ''}; the model rarely "
+                "or never produces these values: check them or ask for fewer rows"
+            )
+        return sampled.reset_index(drop=True)
+
     def _save(self, path: Path) -> None:
         self.synthesizer_.save(str(path / SDV_FILE))
 
@@ -152,6 +182,12 @@ class GaussianCopulaGenerator(SDVGenerator):
     Params = CopulaParams
     sdv_class_name = "GaussianCopulaSynthesizer"
     uses_gpu = False
+    supports_conditions = True
+
+    def _conditions_natively(self, values: dict[str, Any]) -> bool:
+        # Datetimes would need SDV's own string format; they go by rejection.
+        assert self.schema_ is not None
+        return all(self.schema_[name].kind != "datetime" for name in values)
 
 
 class CTGANGenerator(SDVGenerator):
