@@ -215,6 +215,16 @@ class PrivacyPolicy(BaseModel):
     dcr_share_max: float = Field(0.55, gt=0, le=1)
     membership_auc_max: float = Field(0.6, gt=0, le=1)
     ims_check: bool = Field(True, description="fail when IMS exceeds the holdout's 95% upper bound")
+    near_duplicate_quantile: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="images: nearer to a training image than this quantile "
+        "of unseen real images' distances counts as a near-duplicate",
+    )
+    near_duplicate_share_max: float = Field(
+        0.05, gt=0, le=1, description="images: the largest near-duplicate share that passes"
+    )
     override_gate: bool = Field(False, description="publish even when a check fails (recorded)")
     rare_category_min_count: int = Field(
         0, ge=0, description="merge categories seen fewer times than this before training; 0 = off"
