@@ -252,9 +252,14 @@ def sample_conditioned(
             )
 
         if constraints is not None and len(constraints):
-            frames.append(
-                sample_with_constraints(draw, condition.rows, condition_seed, constraints)
-            )
+            try:
+                frames.append(
+                    sample_with_constraints(draw, condition.rows, condition_seed, constraints)
+                )
+            except DataError as error:
+                if str(error).startswith("`"):  # the condition itself was out of reach
+                    raise
+                raise DataError(f"{condition.describe()}: {error}") from None
         else:
             frames.append(draw(condition.rows, condition_seed))
     return generator.reissue_ids(pd.concat(frames, ignore_index=True))

@@ -181,6 +181,17 @@ def test_sample_conditioned_keeps_the_conditions_order(gmm, mixed_frame_shared, 
     pd.testing.assert_frame_equal(rows, again)
 
 
+def test_constraints_that_cannot_hold_name_the_condition(gmm, mixed_frame_shared, mixed_schema):
+    constraints = Constraints([{"kind": "range", "column": "income", "max": 0}])
+    constraints.fit(mixed_frame_shared, mixed_schema)
+    conditions = [Condition(values={"region": "east"}, rows=20)]
+    with pytest.raises(
+        DataError,
+        match=r"^`region = east`: constraints: only 0 of .*\(range\.income rejected 100\.0%",
+    ):
+        sample_conditioned(gmm, conditions, seed=0, constraints=constraints)
+
+
 def test_parse_conditions_forms() -> None:
     assert parse_conditions(None) == []
     assert parse_conditions({"income": ">50K"}, rows=5) == [
