@@ -27,10 +27,12 @@ from pydantic import (
 )
 
 from generators.base import validate_params
-from generators.errors import ConfigError
+from generators.errors import ConfigError, DataError
+from generators.images import ImageSettings, image_schema, read_images
 from generators.registry import all_generators, generator_class
 from generators.schema import Kind, Schema, infer_schema
 from generators.tables import read_table
+from generators.text import TEXT_COLUMN, TextSettings, read_text
 from validation.privacy import PrivacyPolicy
 
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
@@ -43,7 +45,7 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     path: str = Field(description="file or glob; relative paths are against the config's folder")
     format: DataFormat | None = Field(None, description="inferred from the suffix when absent")
-    modality: Literal["table"] = "table"
+    modality: Literal["table", "image", "text"] = "table"
     columns: list[str] | None = Field(None, description="column names for header-less files")
     header: bool | None = Field(
         None, description="does the CSV's first row name the columns? default: detect"
@@ -59,9 +61,35 @@ class DataConfig(Strict):
         default_factory=dict, alias="schema", description="override inferred kinds: column -> kind"
     )
     drop: list[str] = Field(default_factory=list, description="columns to leave out entirely")
+    images: ImageSettings = Field(
+        default_factory=ImageSettings, description="modality image: size, channels, columns"
+    )
+    text: TextSettings = Field(
+        default_factory=TextSettings, description="modality text: column, how files are split"
+    )
 
     def read(self) -> tuple[pd.DataFrame, Schema]:
-        """The table these settings describe, and its schema (kinds overridden by `schema`)."""
+        """The table these settings describe, and its schema (kinds overridden by `schema`).
+
+        Images and text arrive as tables too: see generators.images and generators.text.
+        """
+        if self.modality == "image":
+            frame = read_images(self.path, self.images)
+            return frame, image_schema(frame)
+        if self.modality == "text":
+            frame = read_text(
+                self.path,
+                split=self.text.split,
+                chunk_chars=self.text.chunk_chars,
+                text_column=self.text.column,
+                encoding=self.encoding,
+                min_chars=self.text.min_chars,
+            )
+            unknown = [name for name in self.drop if name not in frame.columns]
+            if unknown:
+                raise DataError(f"data.drop: column(s) {unknown} are not in {self.path}")
+            frame = frame.drop(columns=self.drop)
+            return frame, infer_schema(frame, {TEXT_COLUMN: "text", **self.column_kinds})
         frame, arrow_schema = read_table(
             self.path,
             format=self.format,
@@ -160,6 +188,19 @@ class RunConfig(Strict):
                 + (f"use one of {able}" if able else "no registered generator supports DP-SGD yet")
                 + ", or remove privacy.dp"
             )
+        if self.data.modality != "table":
+            table_only = {
+                "privacy.similarity_filter_quantile": self.privacy.similarity_filter_quantile,
+                "privacy.rare_category_min_count": self.privacy.rare_category_min_count,
+                "privacy.quasi_identifiers": self.privacy.quasi_identifiers,
+                "privacy.secrets": self.privacy.secrets,
+            }
+            for key, value in table_only.items():
+                if value:
+                    raise ConfigError(
+                        f"{key}: applies to tables only, not to {self.data.modality} data; "
+                        "remove it"
+                    )
         if cls.modality != self.data.modality:
             raise ConfigError(
                 f"generator.name: '{cls.name}' generates {cls.modality} data but "

@@ -40,12 +40,14 @@ from flows.config import DataConfig, RunConfig
 from flows.tracking import RunTracker, reachable_tracking_uri
 from generators.base import GENERATOR_FILE, DPBudget
 from generators.errors import DataError, SynthpipeError
+from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
 from generators.registry import load_generator, make_generator
-from generators.schema import Schema
+from generators.schema import Schema, infer_schema
 from generators.tables import split_holdout, write_parquet_atomic
 from validation import Report
 from validation.expectations import build_suite, validate_table
 from validation.fidelity import fidelity_report
+from validation.images import image_features, image_fidelity_report, image_privacy_report
 from validation.plots import write_plots
 from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
 from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
@@ -157,15 +159,16 @@ def fit(
     model folder and figures of the fit (the epsilon spent under DP, the epoch resumed at).
     """
     generator = make_generator(
-        config.generator.name, config.generator.params, config.generator.device
+        config.generator.name,
+        config.generator.params,
+        config.generator.device,
+        config.data.modality,
     )
     budget = config.privacy.dp
     dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
     checkpoint_dir = None
     if generator.resumable and dp is None:
-        key = hashlib.sha256(
-            (config.digest() + str(pd.util.hash_pandas_object(train).sum())).encode()
-        ).hexdigest()[:16]
+        key = hashlib.sha256((config.digest() + _rows_digest(train)).encode()).hexdigest()[:16]
         checkpoint_dir = checkpoints / key
     generator.fit(train, schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir)
     generator.save(model_dir)
@@ -178,6 +181,15 @@ def fit(
     if generator.resumed_from_ is not None:
         figures["resumed_from_epoch"] = float(generator.resumed_from_)
     return model_dir, figures
+
+
+def _rows_digest(frame: pd.DataFrame) -> str:
+    """A digest of a table's rows; image cells count by their bytes."""
+    hashable = frame.drop(columns=[IMAGE_COLUMN], errors="ignore")
+    digest = hashlib.sha256(str(pd.util.hash_pandas_object(hashable).sum()).encode())
+    for cell in frame.get(IMAGE_COLUMN, []):
+        digest.update(cell["bytes"] if isinstance(cell, dict) else bytes(cell))
+    return digest.hexdigest()
 
 
 @task(cache_policy=NO_CACHE)
@@ -226,6 +238,8 @@ def check_privacy(
     target: str | None,
 ) -> Report:
     """Disclosure risk of the synthetic table against the holdout: the privacy gate."""
+    if schema.names_of("image"):
+        return image_privacy_report(train, holdout, synthetic, privacy, seed=seed)
     return privacy_report(train, holdout, synthetic, schema, privacy, seed=seed, target=target)
 
 
@@ -242,6 +256,10 @@ def check_expectations(
     validate the synthetic table with it; write suite.json, validation_result.json and
     data_docs.html into `folder`."""
     rows = len(synthetic)
+    if config.data.modality != "table":
+        # Images and documents are checked through per-item figures (shape, pixel
+        # statistics; lengths, vocabulary), a table like any other.
+        model_train, model_schema, synthetic = _described(model_train, synthetic, model_schema)
     suite = build_suite(
         model_train,
         model_schema,
@@ -262,6 +280,18 @@ def check_expectations(
     return validation.report
 
 
+def _described(
+    train: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
+) -> tuple[pd.DataFrame, Schema, pd.DataFrame]:
+    """(train figures, their schema, synthetic figures) for a modality other than tables."""
+    if schema.names_of("image"):
+        train_figures, synthetic_figures = image_features(train), image_features(synthetic)
+    else:
+        raise DataError(f"no expectations are defined for the columns {schema.names}")
+    kinds = {name: "categorical" for name in (LABEL_COLUMN,) if name in train_figures.columns}
+    return train_figures, infer_schema(train_figures, kinds), synthetic_figures
+
+
 @task(cache_policy=NO_CACHE)
 def check_fidelity(
     train: pd.DataFrame,
@@ -272,6 +302,21 @@ def check_fidelity(
     plots_dir: Path,
 ) -> Report:
     """Fidelity scores (informational) and, when validation.plots is on, PNG plots."""
+    if schema.names_of("image"):
+        report = image_fidelity_report(
+            train,
+            holdout,
+            synthetic,
+            seed=config.seed,
+            max_rows=min(config.validation.max_rows, 5000),
+        )
+        if config.validation.plots:
+            written = [
+                image_grid(frame_to_pixels(synthetic.head(100)), plots_dir / "synthetic_grid.png"),
+                image_grid(frame_to_pixels(train.head(100)), plots_dir / "real_grid.png"),
+            ]
+            report.details["plots"] = [str(p.relative_to(plots_dir.parent)) for p in written]
+        return report
     report = fidelity_report(
         train,
         holdout,
@@ -351,7 +396,8 @@ def synthesize(config: RunConfig) -> RunResult:
 
         with _timed(timings, "ingest_seconds"):
             frame, schema = ingest(config.data)
-            check_policy_columns(config.privacy, schema)
+            if config.data.modality == "table":
+                check_policy_columns(config.privacy, schema)
             train, holdout = split(frame, config)
         rows = config.sample.rows or len(train)
         (staging_dir / "config.yaml").write_text(
@@ -548,7 +594,9 @@ def _write_reports(run_dir: Path, reports: list[Report], synthetic: pd.DataFrame
     if plots:
         sections.append("### plots\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in plots))
     (run_dir / "report.md").write_text("\n\n".join(sections) + "\n")
-    synthetic.head(PREVIEW_ROWS).to_csv(run_dir / "preview.csv", index=False)
+    # Image bytes are no preview: the grid in plots/ is.
+    preview = synthetic.head(PREVIEW_ROWS).drop(columns=[IMAGE_COLUMN], errors="ignore")
+    preview.to_csv(run_dir / "preview.csv", index=False)
 
 
 def _make_private_dirs(folder: Path) -> None:

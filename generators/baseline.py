@@ -1,5 +1,5 @@
-"""Calibration baselines, as SDGym has them: `copy` (worst case for privacy) and
-`uniform` (worst case for fidelity).
+"""Calibration baselines, as SDGym has them: `copy` (worst case for privacy; for tables and
+images) and `uniform` (worst case for fidelity).
 
 Users calibrate a privacy policy against them (a copy must fail it), and the tests use
 them as known-bad inputs to the gate.
@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 
 from generators.base import Generator
+from generators.images import ImageGenerator
 
 TRAINING_ROWS_FILE = "training_rows.parquet"
 SPEC_FILE = "uniform_spec.json"
@@ -89,3 +91,33 @@ class UniformGenerator(Generator):
 
     def _load(self, path: Path) -> None:
         self.spec_ = json.loads((path / SPEC_FILE).read_text())
+
+
+class ImageCopyGenerator(ImageGenerator):
+    """Returns real training images of the labels asked for. Never publish this."""
+
+    name = "copy"
+
+    def _fit_images(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self.images_ = images
+        self.labels_ = labels
+
+    def _sample_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            return self.images_[torch.randint(len(self.images_), (n,))]
+        picks = torch.empty(n, dtype=torch.long)
+        for code in labels.unique():
+            wanted = labels == code
+            pool = torch.nonzero(self.labels_ == code).flatten()
+            picks[wanted] = pool[torch.randint(len(pool), (int(wanted.sum()),))]
+        return self.images_[picks]
+
+    def _save_model(self, path: Path) -> None:
+        state = {"images": self.images_}
+        if self.labels_ is not None:
+            state["labels"] = self.labels_
+        torch.save(state, path / "images.pt")
+
+    def _load_model(self, path: Path) -> None:
+        state = torch.load(path / "images.pt", weights_only=True)
+        self.images_, self.labels_ = state["images"], state.get("labels")

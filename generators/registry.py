@@ -12,7 +12,7 @@ from typing import Any
 
 from generators.autoregressive import AutoregressiveGenerator
 from generators.base import GENERATOR_FILE, Generator
-from generators.baseline import CopyGenerator, UniformGenerator
+from generators.baseline import CopyGenerator, ImageCopyGenerator, UniformGenerator
 from generators.boltzmann import DBMGenerator, DBNGenerator, RBMGenerator
 from generators.errors import ConfigError, DataError
 from generators.gan import ConditionalGANGenerator
@@ -46,7 +46,7 @@ REGISTRY: dict[str, type[Generator]] = {
 }
 
 
-IMAGE_GENERATORS: dict[str, type[Generator]] = {}
+IMAGE_GENERATORS: dict[str, type[Generator]] = {cls.name: cls for cls in (ImageCopyGenerator,)}
 TEXT_GENERATORS: dict[str, type[Generator]] = {}
 BY_MODALITY: dict[str, dict[str, type[Generator]]] = {
     "table": REGISTRY,

@@ -1,0 +1,70 @@
+"""Images through the real `synthesize` flow, on the shipped 8x8 digits (data/digits).
+
+The `copy` baseline returns training images: the privacy gate must quarantine it, with the
+reasons, and publish nothing. Image generators that learn run in
+tests/flows/test_image_generators_flow.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.config import load_config
+from flows.synthesize import QUARANTINE_DIR, synthesize
+from generators.errors import ConfigError
+from tests.conftest import REPO
+
+DIGITS = REPO / "data" / "digits" / "digits.npz"
+
+
+def write_image_config(folder: Path, generator: dict, **sections) -> Path:
+    config = {
+        "name": "digits",
+        "seed": 0,
+        "data": {"path": str(DIGITS), "modality": "image"},
+        "generator": {"device": "cpu", **generator},
+        "sample": {"rows": 200, "seed": 1},
+        "output": {"dir": str(folder / "outputs")},
+        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "images"},
+        **sections,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_copied_images_are_quarantined_with_reasons(tmp_path, prefect_harness):
+    config = load_config(write_image_config(tmp_path, {"name": "copy"}))
+    state = synthesize(config, return_state=True)
+    assert state.is_failed()
+    assert "near-duplicate share" in state.message and "exact copy share" in state.message
+    run_root = tmp_path / "outputs" / "digits"
+    assert not [p for p in run_root.iterdir() if p.name not in (QUARANTINE_DIR, ".staging")]
+    (quarantined,) = (run_root / QUARANTINE_DIR).iterdir()
+    privacy = json.loads((quarantined / "privacy.json").read_text())
+    assert privacy["metrics"]["exact_copy_share"] == 1.0
+    # The expectations ran on per-image figures: shapes and PNG validity hold for copies.
+    result = json.loads((quarantined / "expectations" / "validation_result.json").read_text())
+    checked = {r["expectation_config"]["kwargs"].get("column") for r in result["results"]}
+    assert {"pixel_mean", "png_valid", "label"} <= checked
+    assert (quarantined / "plots" / "synthetic_grid.png").is_file()
+    preview = (quarantined / "preview.csv").read_text().splitlines()[0]
+    assert preview.split(",") == ["height", "width", "channels", "label"]
+
+
+def test_table_only_privacy_settings_are_refused_for_images(tmp_path):
+    path = write_image_config(
+        tmp_path, {"name": "copy"}, privacy={"similarity_filter_quantile": 0.05}
+    )
+    with pytest.raises(ConfigError, match="privacy.similarity_filter_quantile: applies to tables"):
+        load_config(path)
+
+
+def test_a_table_generator_name_for_images_says_which_modality_it_has(tmp_path):
+    path = write_image_config(tmp_path, {"name": "autoregressive"})
+    with pytest.raises(ConfigError, match="'autoregressive' generates table data"):
+        load_config(path)
