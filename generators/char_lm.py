@@ -225,6 +225,11 @@ class CharLMGenerator(TextGenerator):
             count += tokens.shape[1] - 1
         return total, count
 
+    def perplexity(self, texts: list[str]) -> float:
+        """exp(-log-likelihood per token) of documents: per character, EOS included."""
+        total, count = self.log_likelihood(texts)
+        return math.exp(-total / max(count, 1))
+
     def _model_state(self) -> dict[str, torch.Tensor]:
         return dict(self.model_.state_dict())
 

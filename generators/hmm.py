@@ -27,6 +27,7 @@ sum past float32's resolution.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -366,6 +367,11 @@ class HMMGenerator(TextGenerator):
         """(total log-likelihood, number of tokens) of documents under the fitted model."""
         docs = [d for d in (self.tokenizer_.encode(t) for t in texts) if d]
         return log_likelihood(self.state_, docs, self.params.batch_tokens), sum(map(len, docs))
+
+    def perplexity(self, texts: list[str]) -> float:
+        """exp(-log-likelihood per token) of documents (per character or word)."""
+        total, count = self.log_likelihood(texts)
+        return math.exp(-total / max(count, 1))
 
     def _model_state(self) -> dict[str, torch.Tensor]:
         return {

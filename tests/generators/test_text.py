@@ -141,3 +141,38 @@ def test_tokenizer_round_trips_and_ranks_by_frequency():
     assert Tokenizer.from_dict(words.to_dict()).vocabulary == words.vocabulary
     assert word_tokens("Don't stop.\nGo!") == ["Don't", "stop", ".", "\n", "Go", "!"]
     assert join_words(word_tokens("Don't stop, (please).\nGo!")) == "Don't stop, (please).\nGo!"
+
+
+def test_text_generator_plumbing_ids_labels_and_errors(tmp_path):
+    """Through the hmm (the cheapest text model): identifiers are re-issued, a label with
+    missing values is sampled at its real frequencies, and tables a text model cannot
+    take get a clear error."""
+    from generators.hmm import HMMGenerator
+
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "doc_id": pd.array(range(1000, 1000 + n), dtype="Int64"),
+            "text": pd.array([f"line {i} of the text, said the king" for i in range(n)], "string"),
+            "flag": pd.array([True, False, None] * (n // 3), dtype="boolean"),
+        }
+    )
+    schema = infer_schema(frame, {"text": "text"})
+    assert [c.kind for c in schema.columns] == ["id", "text", "boolean"]
+    generator = HMMGenerator(device="cpu", n_states=3, n_iter=3).fit(frame, schema, seed=0)
+    sample = generator.sample(300, seed=0)
+    assert list(sample.columns) == ["doc_id", "text", "flag"]
+    assert str(sample["doc_id"].dtype) == "Int64" and sample["doc_id"].min() >= 1000 + n
+    assert str(sample["flag"].dtype) == "boolean"
+    shares = sample["flag"].value_counts(dropna=False, normalize=True)
+    assert all(abs(share - 1 / 3) < 0.1 for share in shares)
+    generator.save(tmp_path / "hmm")
+    pd.testing.assert_frame_equal(HMMGenerator.load(tmp_path / "hmm").sample(300, seed=0), sample)
+    assert generator.perplexity(frame["text"].tolist()) < len(generator.tokenizer_)
+
+    numeric = frame.assign(score=1.5)
+    with pytest.raises(DataError, match="only one label column"):
+        HMMGenerator(device="cpu").fit(numeric, infer_schema(numeric, {"text": "text"}))
+    no_text = frame.assign(text="short")
+    with pytest.raises(DataError, match=r'\{"text": "text"\}'):
+        HMMGenerator(device="cpu").fit(no_text[["text"]], infer_schema(no_text[["text"]]))
