@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from generators.base import Generator, Params, resolve_device
 from generators.encoding import TabularEncoder, TokenEncoder
+from generators.images import ImageGenerator
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "boltzmann.pt"
@@ -102,6 +103,11 @@ class VisibleLayout:
     @property
     def has_gaussian(self) -> bool:
         return len(self.gaussian) > 0
+
+    @property
+    def discrete(self) -> bool:
+        """Whether any unit is bernoulli or softmax (what the pseudo-likelihood scores)."""
+        return len(self.bernoulli) > 0 or len(self.groups) > 0
 
     def _group_probabilities(self, activation: torch.Tensor) -> torch.Tensor:
         """(B, V) activations -> (B, G, K) softmax over each group's real slots."""
@@ -354,10 +360,12 @@ class RBM(nn.Module):
 class TrainingSettings:
     """The CD settings one `train_rbm` call uses (a plain bundle of the params)."""
 
-    def __init__(self, params: BoltzmannParams, epochs: int | None = None):
+    def __init__(
+        self, params: MachineParams, epochs: int | None = None, learning_rate: float | None = None
+    ):
         self.epochs = params.epochs if epochs is None else epochs
         self.batch_size = params.batch_size
-        self.learning_rate = params.learning_rate
+        self.learning_rate = params.learning_rate if learning_rate is None else learning_rate
         self.anneal = params.anneal_learning_rate
         self.momentum = params.momentum
         self.initial_momentum = params.initial_momentum
@@ -515,12 +523,9 @@ def train_rbm(
             weight.add_(velocity_w)
             visible_bias.add_(velocity_b)
             hidden_bias.add_(velocity_c)
-        losses.append(
-            {
-                "reconstruction_error": reconstruction_error(rbm, monitor),
-                "pseudo_log_likelihood": float(rbm.pseudo_log_likelihood(monitor).mean()),
-            }
-        )
+        losses.append({"reconstruction_error": reconstruction_error(rbm, monitor)})
+        if layout.discrete:  # gaussian units are not scored: all-gaussian has no PLL
+            losses[-1]["pseudo_log_likelihood"] = float(rbm.pseudo_log_likelihood(monitor).mean())
     return losses
 
 
@@ -616,12 +621,9 @@ class DBM(nn.Module):
 
 
 # -- hyperparameters -----------------------------------------------------------------------
-class BoltzmannParams(Params):
-    # "bins": each column one softmax group over TokenEncoder's tokens; "gaussian":
-    # numeric columns as unit-variance gaussian units on quantile-normal scores.
-    numeric_encoding: Literal["bins", "gaussian"] = "bins"
-    n_bins: int = Field(20, ge=2)  # tokens per numeric column (point masses + intervals)
-    min_bin_rows: int = Field(10, ge=1)
+class MachineParams(Params):
+    """Training and sampling settings shared by the table and image generators."""
+
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(100, ge=1)
     # Per-row-mean gradients with momentum: a step of 0.05 is Hinton's guide's range for
@@ -646,28 +648,87 @@ class BoltzmannParams(Params):
     monitor_rows: int = Field(1000, ge=1)  # training rows whose PLL is logged per epoch
 
 
-class RBMParams(BoltzmannParams):
+class BoltzmannParams(MachineParams):
+    """Tables: how columns become visible units."""
+
+    # "bins": each column one softmax group over TokenEncoder's tokens; "gaussian":
+    # numeric columns as unit-variance gaussian units on quantile-normal scores.
+    numeric_encoding: Literal["bins", "gaussian"] = "bins"
+    n_bins: int = Field(20, ge=2)  # tokens per numeric column (point masses + intervals)
+    min_bin_rows: int = Field(10, ge=1)
+
+
+class _RBMShape(Params):
     n_hidden: int = Field(128, ge=1)
-    # > 0: after training, estimate log Z by AIS with this many runs (bins encoding only)
-    # and record the monitor rows' mean log-likelihood as `log_likelihood_`.
+    # > 0: after training, estimate log Z by AIS with this many runs (discrete visible
+    # units only) and record the monitor rows' mean log-likelihood as `log_likelihood_`.
     ais_runs: int = Field(0, ge=0)
     ais_betas: int = Field(5000, ge=2)
 
 
-class DBNParams(BoltzmannParams):
+class _DBNShape(Params):
     hidden_sizes: tuple[int, ...] = Field((128, 64), min_length=1)
 
 
-class DBMParams(BoltzmannParams):
+class _DBMShape(Params):
     hidden_sizes: tuple[int, int] = (128, 64)
     pretrain: bool = True  # initialise from greedily trained doubled-weight RBMs
     pretrain_epochs: int = Field(10, ge=1)
     mean_field_steps: int = Field(10, ge=1)
 
 
+class RBMParams(BoltzmannParams, _RBMShape):
+    pass
+
+
+class DBNParams(BoltzmannParams, _DBNShape):
+    pass
+
+
+class DBMParams(BoltzmannParams, _DBMShape):
+    pass
+
+
+class ImageParams(MachineParams):
+    """Images: how pixels become visible units."""
+
+    # "binary": each pixel a bernoulli unit on the image binarised at `threshold`; samples
+    # are the units' probabilities p(v = 1 | h) at the last Gibbs step (grey, smoother than
+    # 0/1 draws). "gaussian": each pixel standardised (its training mean and standard
+    # deviation, floored at `min_pixel_std`) as a unit-variance gaussian unit; samples are
+    # the units' means E[v | h], de-standardised and clipped to [0, 1].
+    pixels: Literal["binary", "gaussian"] = "binary"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    # A pixel almost always dark (MNIST's border) has a tiny spread; standardising by it
+    # would turn its rare ink into values of 30+ that swamp a gaussian RBM.
+    min_pixel_std: float = Field(0.1, gt=0)
+    # Default: 0.05 for binary pixels, 0.01 for gaussian ones (Hinton's guide: gaussian
+    # visible units want a smaller rate; on the 8x8 digits, 20 epochs at batch 20, label
+    # accuracy of samples was 0.35 at 0.005, 0.51 at 0.01, 0.64 at 0.02).
+    learning_rate: float | None = Field(None, gt=0)
+    # The exact PLL costs rows x pixels x hidden units per epoch: 256 rows of 784 pixels
+    # and 128 hidden units is about 0.2 s on one CPU thread.
+    monitor_rows: int = Field(256, ge=1)
+
+
+class ImageRBMParams(ImageParams, _RBMShape):
+    pass
+
+
+class ImageDBNParams(ImageParams, _DBNShape):
+    pass
+
+
+class ImageDBMParams(ImageParams, _DBMShape):
+    pass
+
+
 # -- the table <-> visible-units encoding, shared by the three generators ----------------
 class _BoltzmannTableGenerator(Generator):
     """Fits the encoding and decodes visible activations; subclasses hold the machines."""
+
+    def _learning_rate(self) -> float:
+        return self.params.learning_rate
 
     def _encode_fit(self, data: pd.DataFrame) -> torch.Tensor:
         """Fit the encoder on `data` and return its (rows, V) visible matrix (float32, CPU)."""
@@ -861,19 +922,14 @@ class DBNGenerator(_BoltzmannTableGenerator):
             )
 
 
-class DBMGenerator(_BoltzmannTableGenerator):
-    """A two-hidden-layer deep Boltzmann machine: mean-field data term, persistent chains."""
+class _DBMFitting:
+    """Fits `self.dbm_` on a visible matrix; shared by the table and image DBMs, which hold
+    `params` (a `_DBMShape` and `MachineParams`), `layout_`, `losses_` and `_learning_rate`."""
 
-    name = "dbm"
-    Params = DBMParams
-
-    def _fit(self, data: pd.DataFrame) -> None:
-        params: DBMParams = self.params  # type: ignore[assignment]
-        device = torch.device(resolve_device(self.device))
-        matrix = self._encode_fit(data).to(device)
-        monitor = self._monitor(matrix)
+    def _fit_dbm(self, matrix: torch.Tensor, monitor: torch.Tensor) -> None:
+        params = self.params
         n1, n2 = params.hidden_sizes
-        self.dbm_ = DBM(self.layout_, n1, n2).to(device)
+        self.dbm_ = DBM(self.layout_, n1, n2).to(matrix.device)
         self.dbm_.visible_bias.copy_(base_activation(self.layout_, matrix))
         self.dbm_.start_activation.copy_(self.dbm_.visible_bias)
         if params.pretrain:
@@ -885,10 +941,10 @@ class DBMGenerator(_BoltzmannTableGenerator):
         """Greedy doubled-weight RBMs (sec. 3.1): the bottom one sees v twice going up, the
         top one h1 twice coming down, so that in the DBM, where h1 hears both v and h2, the
         input is not counted twice. c1 is the mean of the two RBMs' biases for h1."""
-        params: DBMParams = self.params  # type: ignore[assignment]
+        params = self.params
         n1, n2 = params.hidden_sizes
         device = matrix.device
-        settings = TrainingSettings(params, params.pretrain_epochs)
+        settings = TrainingSettings(params, params.pretrain_epochs, self._learning_rate())
         bottom = RBM(self.layout_, n1, up_scale=2.0).to(device)
         losses = train_rbm(bottom, matrix, settings, monitor, desc="pretraining dbm 1")
         self.losses_ += _prefixed("pretrain1", losses)
@@ -905,22 +961,22 @@ class DBMGenerator(_BoltzmannTableGenerator):
 
     @torch.no_grad()
     def _train(self, matrix: torch.Tensor, monitor: torch.Tensor) -> None:
-        params: DBMParams = self.params  # type: ignore[assignment]
+        params = self.params
         dbm, steps = self.dbm_, params.mean_field_steps
         batch_size = min(params.batch_size, len(matrix))
         chains = dbm.start_chains(batch_size, steps)  # persistent (v, h1, h2, a) particles
         velocities = [torch.zeros_like(p) for p in dbm.parameters_list()]
         n_updates = params.epochs * math.ceil(len(matrix) / batch_size)
-        step_sizes = _step_sizes(params.learning_rate, n_updates, params.anneal_learning_rate)
+        step_sizes = _step_sizes(self._learning_rate(), n_updates, params.anneal_learning_rate)
         for epoch in tqdm(range(params.epochs), desc="training dbm", unit="epoch", leave=False):
             momentum = params.initial_momentum if epoch < _SLOW_EPOCHS else params.momentum
             order = torch.randperm(len(matrix), device=matrix.device)
-            squared_error = 0.0
+            squared_error = torch.zeros((), device=matrix.device)  # read once per epoch
             for start in range(0, len(matrix), batch_size):
                 v0 = matrix[order[start : start + batch_size]]  # (B, V)
                 mu1, mu2 = dbm.mean_field(v0, steps)  # data term: (B, H1), (B, H2)
                 reconstruction = dbm.layout.mean(dbm.visible_activation(mu1))
-                squared_error += float(((v0 - reconstruction) ** 2).sum())
+                squared_error += ((v0 - reconstruction) ** 2).sum()
                 for _ in range(params.cd_k):  # model term: persistent Gibbs chains
                     chains = dbm.gibbs_step(chains)
                 v, h1, h2, _ = chains
@@ -938,14 +994,23 @@ class DBMGenerator(_BoltzmannTableGenerator):
                 ):
                     velocity.mul_(momentum).add_(rate * gradient)
                     parameter.add_(velocity)
-            self.losses_.append(
-                {
-                    "reconstruction_error": squared_error / len(matrix),
-                    "pseudo_log_likelihood": float(
-                        dbm.pseudo_log_likelihood(monitor, steps).mean()
-                    ),
-                }
-            )
+            self.losses_.append({"reconstruction_error": float(squared_error) / len(matrix)})
+            if dbm.layout.discrete:
+                self.losses_[-1]["pseudo_log_likelihood"] = float(
+                    dbm.pseudo_log_likelihood(monitor, steps).mean()
+                )
+
+
+class DBMGenerator(_DBMFitting, _BoltzmannTableGenerator):
+    """A two-hidden-layer deep Boltzmann machine: mean-field data term, persistent chains."""
+
+    name = "dbm"
+    Params = DBMParams
+
+    def _fit(self, data: pd.DataFrame) -> None:
+        device = torch.device(resolve_device(self.device))
+        matrix = self._encode_fit(data).to(device)
+        self._fit_dbm(matrix, self._monitor(matrix))
 
     @torch.no_grad()
     def _sample(self, n: int) -> pd.DataFrame:
@@ -965,3 +1030,323 @@ class DBMGenerator(_BoltzmannTableGenerator):
         self._load_encoder(path)
         self.dbm_ = DBM(self.layout_, *params.hidden_sizes)
         self.dbm_.load_state_dict(self._load_weights(path))
+
+
+# -- images ----------------------------------------------------------------------------
+def labelled_chains(
+    start: Callable[[torch.Tensor | None], tuple],
+    step: Callable[[tuple], tuple],
+    read: Callable[[tuple], torch.Tensor],
+    n: int,
+    labels: torch.Tensor | None,
+    n_chains: int,
+    burn_in: int,
+    thinning: int,
+) -> torch.Tensor:
+    """n rows (n, D) read from Gibbs chains; row i comes from a chain whose label units are
+    clamped to labels[i] (any chain, without labels).
+
+    start(chain_labels (C,) or None) -> the chains' state (clamped); step: one sweep that
+    keeps the clamp; read(state) -> (C, D). Each label present gets chains in proportion to
+    its rows (at least one), so about n / n_chains reads serve every label.
+    """
+    if labels is None:
+        return run_chains(start(None), step, read, n, burn_in, thinning)
+    counts = torch.bincount(labels)
+    chains = min(n_chains, n)
+    per_label = torch.minimum((counts * chains // n).clamp(min=1), counts)  # 0 where absent
+    chain_labels = torch.repeat_interleave(torch.arange(len(counts)), per_label)
+    reads = int(torch.max(-(-counts // per_label.clamp(min=1))))
+    state = start(chain_labels)
+    for _ in range(burn_in):
+        state = step(state)
+    blocks = [read(state)]
+    for _ in range(reads - 1):
+        for _ in range(thinning):
+            state = step(state)
+        blocks.append(read(state))
+    stacked = torch.stack(blocks)  # (reads, C, D)
+    out = torch.empty(n, stacked.shape[-1], dtype=stacked.dtype)
+    for label in torch.nonzero(counts).flatten().tolist():
+        rows = stacked[:, chain_labels == label].reshape(-1, stacked.shape[-1])
+        out[labels == label] = rows[: int(counts[label])]
+    return out
+
+
+class _BoltzmannImageGenerator(ImageGenerator):
+    """Pixels (and labels) <-> visible units; subclasses hold the machines.
+
+    Visible units: the C*H*W pixels in (C, H, W) order, then, with labels, one softmax group
+    of `n_classes` units (Hinton's joint label units): the model learns p(image, label),
+    and sampling clamps the group to the label asked for in every Gibbs sweep, so the chain
+    draws from p(image | label).
+    """
+
+    def _learning_rate(self) -> float:
+        params: ImageParams = self.params  # type: ignore[assignment]
+        if params.learning_rate is not None:
+            return params.learning_rate
+        return 0.05 if params.pixels == "binary" else 0.01
+
+    def _settings(self, epochs: int | None = None) -> TrainingSettings:
+        return TrainingSettings(self.params, epochs, self._learning_rate())
+
+    @property
+    def n_pixels(self) -> int:
+        height, width, channels = self.image_shape_
+        return height * width * channels
+
+    def _pixel_units(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] -> (N, P) visible pixel values; fits the pixel statistics."""
+        params: ImageParams = self.params  # type: ignore[assignment]
+        flat = images.reshape(len(images), -1)
+        if params.pixels == "binary":
+            self.pixel_mean_ = self.pixel_std_ = None
+            return (flat > params.threshold).float()
+        self.pixel_mean_ = flat.mean(0)
+        self.pixel_std_ = flat.std(0).clamp(min=params.min_pixel_std)
+        return (flat - self.pixel_mean_) / self.pixel_std_
+
+    def _pixel_layout(self, labels: bool) -> VisibleLayout:
+        """Pixels (bernoulli or gaussian), then the label group when `labels`."""
+        params: ImageParams = self.params  # type: ignore[assignment]
+        pixels, classes = self.n_pixels, self.n_classes if labels else 0
+        gaussian = list(range(pixels)) if params.pixels == "gaussian" else []
+        groups = [list(range(pixels, pixels + classes))] if classes else []
+        return VisibleLayout(pixels + classes, groups, gaussian)
+
+    def _with_labels(self, units: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(N, D) -> (N, D + K): the labels' one-hot columns appended (unchanged without)."""
+        if labels is None:
+            return units
+        return torch.cat([units, F.one_hot(labels, self.n_classes).to(units.dtype)], 1)
+
+    def _clamp(self, v: torch.Tensor, one_hot: torch.Tensor | None) -> torch.Tensor:
+        """Set the last K visible units (the label group) of v to `one_hot`, in place."""
+        if one_hot is not None:
+            v[:, v.shape[1] - one_hot.shape[1] :] = one_hot
+        return v
+
+    def _one_hot(self, chain_labels: torch.Tensor | None) -> torch.Tensor | None:
+        if chain_labels is None:
+            return None
+        return F.one_hot(chain_labels, self.n_classes).float()
+
+    def _images(self, activation: torch.Tensor) -> torch.Tensor:
+        """(n, >= P) visible activations -> (n, C, H, W) in [0, 1]: the pixels' p(v = 1 | h)
+        (binary) or E[v | h] de-standardised and clipped (gaussian)."""
+        pixels = activation[:, : self.n_pixels]
+        if self.pixel_mean_ is None:
+            values = torch.sigmoid(pixels)
+        else:
+            values = (pixels * self.pixel_std_ + self.pixel_mean_).clamp(0, 1)
+        height, width, channels = self.image_shape_
+        return values.reshape(len(values), channels, height, width)
+
+    def _monitor(self, matrix: torch.Tensor) -> torch.Tensor:
+        params: ImageParams = self.params  # type: ignore[assignment]
+        return matrix[torch.randperm(len(matrix))[: params.monitor_rows]]
+
+    def _save_state(self, path: Path, weights: dict[str, torch.Tensor], extra: dict) -> None:
+        if self.pixel_mean_ is not None:
+            weights = {**weights, "pixel_mean": self.pixel_mean_, "pixel_std": self.pixel_std_}
+        torch.save(weights, path / WEIGHTS_FILE)
+        (path / STATE_FILE).write_text(json.dumps(extra))
+
+    def _load_state(self, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+        weights = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        self.pixel_mean_ = weights.pop("pixel_mean", None)
+        self.pixel_std_ = weights.pop("pixel_std", None)
+        return weights, json.loads((path / STATE_FILE).read_text())
+
+
+class ImageRBMGenerator(_BoltzmannImageGenerator):
+    """An RBM over the pixels and, with labels, a softmax group of label units."""
+
+    name = "rbm"
+    Params = ImageRBMParams
+
+    def _fit_images(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        params: ImageRBMParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        matrix = self._with_labels(self._pixel_units(images), labels).to(device)
+        self.layout_ = self._pixel_layout(labels is not None)
+        self.rbm_ = RBM(self.layout_, params.n_hidden).to(device)
+        monitor = self._monitor(matrix)
+        self.losses_ = train_rbm(self.rbm_, matrix, self._settings(), monitor, "training rbm")
+        self.log_z_ = self.log_likelihood_ = None
+        if params.ais_runs and not self.layout_.has_gaussian:
+            self.log_z_, _ = self.rbm_.log_partition_ais(params.ais_runs, params.ais_betas)
+            self.log_likelihood_ = float(-self.rbm_.free_energy(monitor).mean()) - self.log_z_
+        self.rbm_ = self.rbm_.cpu()
+
+    def _sample_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        params: ImageRBMParams = self.params  # type: ignore[assignment]
+        rbm, one_hot = self.rbm_, None
+
+        def start(chain_labels: torch.Tensor | None) -> tuple:
+            nonlocal one_hot
+            one_hot = self._one_hot(chain_labels)
+            count = min(params.n_chains, n) if chain_labels is None else len(chain_labels)
+            v, activation = rbm.start_chains(count)
+            return self._clamp(v, one_hot), activation
+
+        def step(state: tuple) -> tuple:
+            v, activation = rbm.gibbs_step(state)
+            return self._clamp(v, one_hot), activation
+
+        activation = labelled_chains(
+            start, step, lambda s: s[1], n, labels, params.n_chains, params.burn_in, params.thinning
+        )
+        return self._images(activation)
+
+    def _save_model(self, path: Path) -> None:
+        extra = {"layout": self.layout_.state(), "log_z": self.log_z_}
+        self._save_state(
+            path, self.rbm_.state_dict(), extra | {"log_likelihood": self.log_likelihood_}
+        )
+
+    def _load_model(self, path: Path) -> None:
+        params: ImageRBMParams = self.params  # type: ignore[assignment]
+        weights, state = self._load_state(path)
+        self.layout_ = VisibleLayout.from_state(state["layout"])
+        self.log_z_, self.log_likelihood_ = state["log_z"], state["log_likelihood"]
+        self.rbm_ = RBM(self.layout_, params.n_hidden)
+        self.rbm_.load_state_dict(weights)
+
+
+class ImageDBNGenerator(_BoltzmannImageGenerator):
+    """A DBN over the pixels. As in Hinton, Osindero & Teh (2006), the label units join the
+    top RBM's visible layer beside the features below it, so that the top RBM (the
+    associative memory) learns p(features, label); sampling clamps them there, runs Gibbs
+    in the top RBM and passes down once. With one hidden layer this is the RBM."""
+
+    name = "dbn"
+    Params = ImageDBNParams
+
+    def _build(self) -> list[RBM]:
+        params: ImageDBNParams = self.params  # type: ignore[assignment]
+        sizes = [self.n_pixels, *params.hidden_sizes]
+        classes = self.n_classes
+        layouts = [self._pixel_layout(labels=len(sizes) == 2)]  # the bottom RBM is the top
+        for depth, size in enumerate(sizes[1:-1], start=2):  # binary features below RBM
+            top = depth == len(sizes) - 1  # `depth`; the top one's also get the label group
+            groups = [list(range(size, size + classes))] if top and classes else []
+            layouts.append(VisibleLayout(size + (classes if groups else 0), groups))
+        return [RBM(lay, h) for lay, h in zip(layouts, sizes[1:], strict=True)]
+
+    def _fit_images(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        device = torch.device(resolve_device(self.device))
+        layer_input = self._pixel_units(images).to(device)
+        labels = None if labels is None else labels.to(device)
+        self.rbms_ = [rbm.to(device) for rbm in self._build()]
+        rows = torch.randperm(len(layer_input))[: self.params.monitor_rows]
+        monitor = layer_input[rows.to(device)]
+        for depth, rbm in enumerate(self.rbms_, start=1):
+            top = depth == len(self.rbms_)
+            inputs = self._with_labels(layer_input, labels) if top else layer_input
+            watch = (
+                self._with_labels(monitor, labels[rows.to(device)])
+                if top and labels is not None
+                else monitor
+            )
+            losses = train_rbm(rbm, inputs, self._settings(), watch, f"training dbn {depth}")
+            self.losses_ += _prefixed(f"layer{depth}", losses)
+            if not top:  # the next RBM models this one's hidden probabilities
+                layer_input = rbm.hidden_probabilities(layer_input)
+                monitor = rbm.hidden_probabilities(monitor)
+        self.rbms_ = [rbm.cpu() for rbm in self.rbms_]
+
+    def _sample_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        params: ImageDBNParams = self.params  # type: ignore[assignment]
+        top, below = self.rbms_[-1], self.rbms_[:-1]
+        features = top.layout.n_visible - (self.n_classes if labels is not None else 0)
+        one_hot = None
+
+        def start(chain_labels: torch.Tensor | None) -> tuple:
+            # Chains start from the data's pixel marginals propagated upwards.
+            nonlocal one_hot
+            one_hot = self._one_hot(chain_labels)
+            count = min(params.n_chains, n) if chain_labels is None else len(chain_labels)
+            v = self.rbms_[0].start_chains(count)[0]
+            for rbm in below:
+                v = _bernoulli(rbm.hidden_probabilities(v))
+            if below and one_hot is not None:
+                v = torch.cat([v, one_hot], 1)
+            v = self._clamp(v, one_hot)
+            return v, top.visible_activation(_bernoulli(top.hidden_probabilities(v)))
+
+        def step(state: tuple) -> tuple:
+            v, activation = top.gibbs_step(state)
+            return self._clamp(v, one_hot), activation
+
+        # One RBM: read its pixel activations; deeper: the top's feature units, then down.
+        read = (lambda s: s[1]) if not below else (lambda s: s[0][:, :features])
+        out = labelled_chains(
+            start, step, read, n, labels, params.n_chains, params.burn_in, params.thinning
+        )
+        if not below:
+            return self._images(out)
+        h = out
+        for rbm in reversed(below[1:]):
+            h = rbm.layout.sample(rbm.visible_activation(h))[0]
+        return self._images(below[0].visible_activation(h))
+
+    def _save_model(self, path: Path) -> None:
+        weights = {
+            f"{i}.{k}": t for i, rbm in enumerate(self.rbms_) for k, t in rbm.state_dict().items()
+        }
+        self._save_state(path, weights, {})
+
+    def _load_model(self, path: Path) -> None:
+        weights, _ = self._load_state(path)
+        self.rbms_ = self._build()
+        for i, rbm in enumerate(self.rbms_):
+            prefix = f"{i}."
+            rbm.load_state_dict(
+                {k[len(prefix) :]: t for k, t in weights.items() if k.startswith(prefix)}
+            )
+
+
+class ImageDBMGenerator(_DBMFitting, _BoltzmannImageGenerator):
+    """A two-hidden-layer DBM over the pixels and, with labels, a label group of visible
+    units clamped in every sampling sweep."""
+
+    name = "dbm"
+    Params = ImageDBMParams
+
+    def _fit_images(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        device = torch.device(resolve_device(self.device))
+        matrix = self._with_labels(self._pixel_units(images), labels).to(device)
+        self.layout_ = self._pixel_layout(labels is not None)
+        self._fit_dbm(matrix, self._monitor(matrix))
+
+    def _sample_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        params: ImageDBMParams = self.params  # type: ignore[assignment]
+        dbm, one_hot = self.dbm_, None
+
+        def start(chain_labels: torch.Tensor | None) -> tuple:
+            nonlocal one_hot
+            one_hot = self._one_hot(chain_labels)
+            count = min(params.n_chains, n) if chain_labels is None else len(chain_labels)
+            v, h1, h2, activation = dbm.start_chains(count, params.mean_field_steps)
+            return self._clamp(v, one_hot), h1, h2, activation
+
+        def step(state: tuple) -> tuple:
+            v, h1, h2, activation = dbm.gibbs_step(state)
+            return self._clamp(v, one_hot), h1, h2, activation
+
+        activation = labelled_chains(
+            start, step, lambda s: s[3], n, labels, params.n_chains, params.burn_in, params.thinning
+        )
+        return self._images(activation)
+
+    def _save_model(self, path: Path) -> None:
+        self._save_state(path, self.dbm_.state_dict(), {"layout": self.layout_.state()})
+
+    def _load_model(self, path: Path) -> None:
+        params: ImageDBMParams = self.params  # type: ignore[assignment]
+        weights, state = self._load_state(path)
+        self.layout_ = VisibleLayout.from_state(state["layout"])
+        self.dbm_ = DBM(self.layout_, *params.hidden_sizes)
+        self.dbm_.load_state_dict(weights)
