@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -69,25 +70,33 @@ def e_step(
     gamma = torch.ones(counts.shape[0], exp_elog_beta.shape[0], dtype=counts.dtype)
     gamma = gamma.to(counts.device)
     exp_elog_theta = dirichlet_expectation(gamma).exp()
-    active = torch.ones(counts.shape[0], dtype=torch.bool, device=counts.device)
+    active = torch.arange(counts.shape[0], device=counts.device)
     for _ in range(max_iter):
-        norm_phi = exp_elog_theta @ exp_elog_beta + _EPS  # (B, V)
-        updated = doc_topic_prior + exp_elog_theta * ((counts / norm_phi) @ exp_elog_beta.T)
-        change = (updated - gamma).abs().mean(-1)
-        # Converged documents keep their gamma (as scikit-learn's per-document loop does).
-        gamma = torch.where(active[:, None], updated, gamma)
-        exp_elog_theta = dirichlet_expectation(gamma).exp()
-        active &= change >= tol
-        if not active.any():
+        # Only documents still changing are updated (scikit-learn stops each on its own).
+        theta, block = exp_elog_theta[active], counts[active]
+        norm_phi = theta @ exp_elog_beta + _EPS  # (B, V)
+        updated = doc_topic_prior + theta * ((block / norm_phi) @ exp_elog_beta.T)
+        change = (updated - gamma[active]).abs().mean(-1)
+        gamma[active] = updated
+        exp_elog_theta[active] = dirichlet_expectation(updated).exp()
+        active = active[change >= tol]
+        if len(active) == 0:
             break
     norm_phi = exp_elog_theta @ exp_elog_beta + _EPS
     sstats = (exp_elog_theta.T @ (counts / norm_phi)) * exp_elog_beta
     return gamma, sstats
 
 
-def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, device) -> torch.Tensor:
-    """Rows of a sparse count matrix as a dense (len(rows), V) float64 tensor."""
-    return torch.as_tensor(matrix[rows].toarray(), dtype=DTYPE, device=device)
+def dense_rows(
+    matrix: sp.csr_matrix, rows: np.ndarray, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of a sparse count matrix restricted to the words they use: (dense (len(rows),
+    W) float64 counts, the W word ids). Words absent from every row would contribute
+    nothing to the E-step, so leaving them out is exact and saves most of the work."""
+    block = matrix[rows]
+    words = np.unique(block.indices)
+    dense = torch.as_tensor(block[:, words].toarray(), dtype=DTYPE, device=device)
+    return dense, torch.as_tensor(words, dtype=torch.int64, device=device)
 
 
 @dataclass
@@ -131,27 +140,31 @@ def fit_lda(counts: sp.csr_matrix, settings: LDASettings, device="cpu") -> torch
             exp_elog_beta = dirichlet_expectation(lam).exp()
             for start in range(0, n_docs, settings.batch_size):
                 rows = np.arange(start, min(start + settings.batch_size, n_docs))
+                block, words = dense_rows(counts, rows, device)
                 _, batch_sstats = e_step(
-                    dense_rows(counts, rows, device),
-                    exp_elog_beta,
+                    block,
+                    exp_elog_beta[:, words],
                     settings.alpha,
                     max_iter=settings.max_doc_update_iter,
                     tol=settings.mean_change_tol,
                 )
-                sstats += batch_sstats
+                sstats[:, words] += batch_sstats
             lam = settings.eta + sstats
             continue
         order = torch.randperm(n_docs).numpy()
         for start in range(0, n_docs, settings.batch_size):
             rows = np.sort(order[start : start + settings.batch_size])
             exp_elog_beta = dirichlet_expectation(lam).exp()
-            _, sstats = e_step(
-                dense_rows(counts, rows, device),
-                exp_elog_beta,
+            block, words = dense_rows(counts, rows, device)
+            _, batch_sstats = e_step(
+                block,
+                exp_elog_beta[:, words],
                 settings.alpha,
                 max_iter=settings.max_doc_update_iter,
                 tol=settings.mean_change_tol,
             )
+            sstats = torch.zeros_like(lam)
+            sstats[:, words] = batch_sstats
             weight = (settings.learning_offset + step) ** -settings.learning_decay
             lam = (1 - weight) * lam + weight * (settings.eta + n_docs / len(rows) * sstats)
             step += 1
@@ -166,9 +179,10 @@ def transform(
     parts = []
     for start in range(0, counts.shape[0], batch_size):
         rows = np.arange(start, min(start + batch_size, counts.shape[0]))
+        block, words = dense_rows(counts, rows, lam.device)
         gamma, _ = e_step(
-            dense_rows(counts, rows, lam.device),
-            exp_elog_beta,
+            block,
+            exp_elog_beta[:, words],
             settings.alpha,
             max_iter=settings.max_doc_update_iter,
             tol=settings.mean_change_tol,
@@ -199,9 +213,9 @@ def perplexity(
     score = 0.0
     for start in range(0, counts.shape[0], batch_size):
         rows = np.arange(start, min(start + batch_size, counts.shape[0]))
-        block = dense_rows(counts, rows, lam.device)  # (B, V)
-        # log sum_k exp(E[log theta_dk] + E[log beta_kw]), for every (d, w): (B, V)
-        norm_phi = torch.logsumexp(elog_theta[rows][:, :, None] + elog_beta[None, :, :], dim=1)
+        block, words = dense_rows(counts, rows, lam.device)  # (B, W)
+        # log sum_k exp(E[log theta_dk] + E[log beta_kw]), for every (d, w): (B, W)
+        norm_phi = torch.logsumexp(elog_theta[rows][:, :, None] + elog_beta[None, :, words], dim=1)
         score += float((block * norm_phi).sum())
     n_topics, n_words = lam.shape
     score += _dirichlet_log_terms(settings.alpha, gamma, elog_theta, n_topics)
@@ -239,7 +253,7 @@ class LDAParams(TextParams):
     n_topics: int = Field(10, ge=1)
     doc_topic_prior: float | None = Field(None, gt=0, description="None: 1 / n_topics")
     topic_word_prior: float | None = Field(None, gt=0, description="None: 1 / n_topics")
-    learning_method: str = Field("online", pattern="^(online|batch)$")
+    learning_method: Literal["online", "batch"] = "online"
     batch_size: int = Field(256, ge=1)
     # Epochs over the corpus (scikit-learn's max_iter).
     max_iter: int = Field(10, ge=1)
