@@ -5,13 +5,12 @@ LatentDirichletAllocation implements, with the same parameter names and defaults
 exist (`doc_topic_prior` = `topic_word_prior` = 1/K, `learning_offset` 10, `learning_decay`
 0.7, `mean_change_tol` 1e-3, `max_doc_update_iter` 100): topic-word variational parameters
 lambda (K, V) start from Gamma(100, 1/100); the E-step updates the document-topic
-parameters gamma of a whole minibatch at once, (B, K) @ (K, V) matrix products on a dense
-(B, V) block of counts; the online M-step blends lambda with the minibatch's estimate at
-rate (learning_offset + step)^-learning_decay. Unlike scikit-learn, documents are shuffled
-(seeded) at every epoch, since corpora such as a play are ordered, and a minibatch's E-step
-stops when every document's gamma has converged (scikit-learn stops each document on its
-own; the fixed points are the same). `perplexity` is scikit-learn's (its `_approx_bound`,
-the same formula), so held-out figures compare directly (tests/generators/test_lda.py).
+parameters gamma of a whole minibatch at once, working on its nonzero counts only
+(gathers and an index_add over (nnz, K)); the online M-step blends lambda with the
+minibatch's estimate at rate (learning_offset + step)^-learning_decay. Unlike scikit-learn,
+documents are shuffled (seeded) at every epoch, since corpora such as a play are ordered.
+`perplexity` is scikit-learn's (its `_approx_bound`, the same formula), so held-out
+figures compare directly (tests/generators/test_lda.py).
 
 Generating a document (`LDAGenerator`): its length in words is drawn from the real
 lengths; its topic mixture theta from a Dirichlet fitted by moment matching to the
@@ -53,50 +52,69 @@ def dirichlet_expectation(parameters: torch.Tensor) -> torch.Tensor:
     return torch.digamma(parameters) - torch.digamma(parameters.sum(-1, keepdim=True))
 
 
+@dataclass
+class CountBlock:
+    """The nonzero counts of a block of documents: doc (nnz,) the row within the block,
+    word (nnz,) the word id, count (nnz,); n_docs rows in all."""
+
+    doc: torch.Tensor
+    word: torch.Tensor
+    count: torch.Tensor
+    n_docs: int
+
+
+def count_block(matrix: sp.csr_matrix, rows: np.ndarray, device) -> CountBlock:
+    """Rows of a sparse (documents, V) count matrix as a `CountBlock` on `device`."""
+    block = matrix[rows].tocoo()
+    return CountBlock(
+        torch.as_tensor(block.row, dtype=torch.int64, device=device),
+        torch.as_tensor(block.col, dtype=torch.int64, device=device),
+        torch.as_tensor(block.data, dtype=DTYPE, device=device),
+        len(rows),
+    )
+
+
 def e_step(
-    counts: torch.Tensor,
+    block: CountBlock,
     exp_elog_beta: torch.Tensor,
     doc_topic_prior: float,
     *,
     max_iter: int = 100,
     tol: float = 1e-3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Variational E-step for a (B, V) block of word counts.
+    """Variational E-step for a block of documents, on their nonzero counts only.
 
     exp_elog_beta (K, V) = exp(E[log beta]). Returns (gamma (B, K), sufficient statistics
     (K, V): sum over documents of the expected topic assignment counts per word).
-    Documents start at gamma = 1 (scikit-learn draws Gamma(100, 1/100), mean 1).
+    Documents start at gamma = 1 (scikit-learn draws Gamma(100, 1/100), mean 1); each
+    stops updating once its mean absolute change is below `tol`, as in scikit-learn. All
+    work is per nonzero (nnz, K), so the cost follows the documents' distinct words, not V.
     """
-    gamma = torch.ones(counts.shape[0], exp_elog_beta.shape[0], dtype=counts.dtype)
-    gamma = gamma.to(counts.device)
+    n_topics = exp_elog_beta.shape[0]
+    device = exp_elog_beta.device
+    beta = exp_elog_beta[:, block.word].T  # (nnz, K): fixed during the E-step
+    gamma = torch.ones(block.n_docs, n_topics, dtype=DTYPE, device=device)
     exp_elog_theta = dirichlet_expectation(gamma).exp()
-    active = torch.arange(counts.shape[0], device=counts.device)
+    active = torch.ones(block.n_docs, dtype=torch.bool, device=device)
     for _ in range(max_iter):
-        # Only documents still changing are updated (scikit-learn stops each on its own).
-        theta, block = exp_elog_theta[active], counts[active]
-        norm_phi = theta @ exp_elog_beta + _EPS  # (B, V)
-        updated = doc_topic_prior + theta * ((block / norm_phi) @ exp_elog_beta.T)
-        change = (updated - gamma[active]).abs().mean(-1)
-        gamma[active] = updated
-        exp_elog_theta[active] = dirichlet_expectation(updated).exp()
-        active = active[change >= tol]
-        if len(active) == 0:
+        live = active[block.doc]  # nonzeros of documents still changing
+        doc, count, beta_live = block.doc[live], block.count[live], beta[live]
+        norm_phi = (exp_elog_theta[doc] * beta_live).sum(-1) + _EPS  # (m,)
+        weighted = torch.zeros_like(gamma).index_add_(
+            0, doc, (count / norm_phi)[:, None] * beta_live
+        )
+        rows = torch.nonzero(active)[:, 0]
+        updated = doc_topic_prior + exp_elog_theta[rows] * weighted[rows]
+        change = (updated - gamma[rows]).abs().mean(-1)
+        gamma[rows] = updated
+        exp_elog_theta[rows] = dirichlet_expectation(updated).exp()
+        active[rows[change < tol]] = False
+        if not bool(active.any()):
             break
-    norm_phi = exp_elog_theta @ exp_elog_beta + _EPS
-    sstats = (exp_elog_theta.T @ (counts / norm_phi)) * exp_elog_beta
-    return gamma, sstats
-
-
-def dense_rows(
-    matrix: sp.csr_matrix, rows: np.ndarray, device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of a sparse count matrix restricted to the words they use: (dense (len(rows),
-    W) float64 counts, the W word ids). Words absent from every row would contribute
-    nothing to the E-step, so leaving them out is exact and saves most of the work."""
-    block = matrix[rows]
-    words = np.unique(block.indices)
-    dense = torch.as_tensor(block[:, words].toarray(), dtype=DTYPE, device=device)
-    return dense, torch.as_tensor(words, dtype=torch.int64, device=device)
+    norm_phi = (exp_elog_theta[block.doc] * beta).sum(-1) + _EPS
+    sstats = torch.zeros(exp_elog_beta.shape[1], n_topics, dtype=DTYPE, device=device)
+    sstats.index_add_(0, block.word, (block.count / norm_phi)[:, None] * exp_elog_theta[block.doc])
+    return gamma, sstats.T * exp_elog_beta
 
 
 @dataclass
@@ -140,31 +158,27 @@ def fit_lda(counts: sp.csr_matrix, settings: LDASettings, device="cpu") -> torch
             exp_elog_beta = dirichlet_expectation(lam).exp()
             for start in range(0, n_docs, settings.batch_size):
                 rows = np.arange(start, min(start + settings.batch_size, n_docs))
-                block, words = dense_rows(counts, rows, device)
                 _, batch_sstats = e_step(
-                    block,
-                    exp_elog_beta[:, words],
+                    count_block(counts, rows, device),
+                    exp_elog_beta,
                     settings.alpha,
                     max_iter=settings.max_doc_update_iter,
                     tol=settings.mean_change_tol,
                 )
-                sstats[:, words] += batch_sstats
+                sstats += batch_sstats
             lam = settings.eta + sstats
             continue
         order = torch.randperm(n_docs).numpy()
         for start in range(0, n_docs, settings.batch_size):
             rows = np.sort(order[start : start + settings.batch_size])
             exp_elog_beta = dirichlet_expectation(lam).exp()
-            block, words = dense_rows(counts, rows, device)
-            _, batch_sstats = e_step(
-                block,
-                exp_elog_beta[:, words],
+            _, sstats = e_step(
+                count_block(counts, rows, device),
+                exp_elog_beta,
                 settings.alpha,
                 max_iter=settings.max_doc_update_iter,
                 tol=settings.mean_change_tol,
             )
-            sstats = torch.zeros_like(lam)
-            sstats[:, words] = batch_sstats
             weight = (settings.learning_offset + step) ** -settings.learning_decay
             lam = (1 - weight) * lam + weight * (settings.eta + n_docs / len(rows) * sstats)
             step += 1
@@ -179,10 +193,9 @@ def transform(
     parts = []
     for start in range(0, counts.shape[0], batch_size):
         rows = np.arange(start, min(start + batch_size, counts.shape[0]))
-        block, words = dense_rows(counts, rows, lam.device)
         gamma, _ = e_step(
-            block,
-            exp_elog_beta[:, words],
+            count_block(counts, rows, lam.device),
+            exp_elog_beta,
             settings.alpha,
             max_iter=settings.max_doc_update_iter,
             tol=settings.mean_change_tol,
@@ -204,7 +217,7 @@ def _dirichlet_log_terms(
 
 
 def perplexity(
-    counts: sp.csr_matrix, lam: torch.Tensor, settings: LDASettings, batch_size: int = 128
+    counts: sp.csr_matrix, lam: torch.Tensor, settings: LDASettings, batch_size: int = 1024
 ) -> float:
     """exp(-bound / words) with scikit-learn's variational bound: held-out perplexity."""
     gamma = transform(counts, lam, settings, batch_size)
@@ -213,10 +226,10 @@ def perplexity(
     score = 0.0
     for start in range(0, counts.shape[0], batch_size):
         rows = np.arange(start, min(start + batch_size, counts.shape[0]))
-        block, words = dense_rows(counts, rows, lam.device)  # (B, W)
-        # log sum_k exp(E[log theta_dk] + E[log beta_kw]), for every (d, w): (B, W)
-        norm_phi = torch.logsumexp(elog_theta[rows][:, :, None] + elog_beta[None, :, words], dim=1)
-        score += float((block * norm_phi).sum())
+        block = count_block(counts, rows, lam.device)
+        # log sum_k exp(E[log theta_dk] + E[log beta_kw]) at every nonzero (d, w): (nnz,)
+        norm_phi = torch.logsumexp(elog_theta[rows][block.doc] + elog_beta[:, block.word].T, dim=-1)
+        score += float((block.count * norm_phi).sum())
     n_topics, n_words = lam.shape
     score += _dirichlet_log_terms(settings.alpha, gamma, elog_theta, n_topics)
     score += _dirichlet_log_terms(settings.eta, lam, elog_beta, n_words)
