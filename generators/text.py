@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from generators.base import Generator, Params, resolve_device
 from generators.errors import ConfigError, DataError
 from generators.schema import TEXT_MIN_MEAN_CHARS, TEXT_MIN_MEAN_WORDS
+from generators.tables import read_table, resolve_paths
 
 TEXT_COLUMN = "text"
 Split = Literal["line", "blank_line", "chunk", "file"]
@@ -82,10 +83,11 @@ def read_text(
 
     - a `.txt` file: split by `split` ("line" by default; "blank_line" = paragraphs;
       "chunk" = pieces of about `chunk_chars` characters; "file" = the whole file);
-    - a folder: every `.txt` file in it, sorted by name, each one document by default, or
-      split within each file by `split`;
-    - a CSV / JSON Lines / Parquet table: its `text_column`, renamed to `text` (the other
-      columns are kept: ids, labels), or the only column of long strings when not named.
+    - a folder, or a glob of `.txt` files: every `.txt` file (sorted by name), each one
+      document by default, or split within each file by `split`;
+    - a CSV / JSON Lines / Parquet table (or a glob of them): its `text_column`, renamed
+      to `text` (the other columns are kept: ids, labels), or the only column of long
+      strings when not named.
       The original name is in `frame.attrs["text_column"]`.
 
     Documents are stripped of surrounding whitespace; those shorter than `min_chars` are
@@ -99,6 +101,11 @@ def read_text(
         ) from None
     if chunk_chars < 1:
         raise ConfigError(f"data.text.chunk_chars must be positive, got {chunk_chars}")
+    if any(char in str(path) for char in "*?["):
+        files = resolve_paths(str(path))
+        if all(_is_table_file(f) for f in files):
+            return _read_table_text(files, str(path), text_column, encoding, min_chars)
+        return _read_files(files, str(path), split, chunk_chars, encoding, min_chars)
     source = Path(path)
     if not source.exists():
         raise DataError(
@@ -111,14 +118,9 @@ def read_text(
                 f"data.path: the folder {source} holds no .txt files; give a file, or a folder "
                 "of .txt files"
             )
-        documents = []
-        for file in files:
-            documents += _split(_read_plain(file, encoding), split or "file", chunk_chars)
-        frame = _documents_frame(documents, min_chars, source)
-        frame.attrs["text_column"] = TEXT_COLUMN
-        return frame
+        return _read_files(files, str(source), split, chunk_chars, encoding, min_chars)
     if _is_table_file(source):
-        return _read_table_text(source, text_column, encoding, min_chars)
+        return _read_table_text([source], str(source), text_column, encoding, min_chars)
     if text_column is not None:
         raise ConfigError(
             f"data.text.column: '{text_column}' was set but {source} is a plain text file, "
@@ -126,6 +128,28 @@ def read_text(
         )
     documents = _split(_read_plain(source, encoding), split or "line", chunk_chars)
     frame = _documents_frame(documents, min_chars, source)
+    frame.attrs["text_column"] = TEXT_COLUMN
+    return frame
+
+
+def _read_files(
+    files: list[Path],
+    source: str,
+    split: Split | None,
+    chunk_chars: int,
+    encoding: str,
+    min_chars: int,
+) -> pd.DataFrame:
+    """Several plain text files: one document each, or split within each by `split`."""
+    documents = []
+    for file in files:
+        if _is_table_file(file):
+            raise DataError(
+                f"data.path: '{source}' mixes tables ({file.name}) and plain text files; "
+                "give one kind"
+            )
+        documents += _split(_read_plain(file, encoding), split or "file", chunk_chars)
+    frame = _documents_frame(documents, min_chars, Path(source))
     frame.attrs["text_column"] = TEXT_COLUMN
     return frame
 
@@ -201,11 +225,10 @@ def _documents_frame(documents: Iterable[str], min_chars: int, source: Path) -> 
 
 
 def _read_table_text(
-    file: Path, text_column: str | None, encoding: str, min_chars: int
+    files: list[Path], source: str, text_column: str | None, encoding: str, min_chars: int
 ) -> pd.DataFrame:
-    from generators.tables import read_table  # tables imports schema only; no cycle, but lazy
-
-    frame, _ = read_table(str(file), encoding=encoding)
+    frame, _ = read_table(source, encoding=encoding)
+    file = files[0] if len(files) == 1 else source
     strings = [name for name in frame.columns if pd.api.types.is_string_dtype(frame[name].dtype)]
     if text_column is None:
         long = [name for name in strings if _is_long_text(frame[name])]

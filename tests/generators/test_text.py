@@ -62,6 +62,11 @@ def test_read_text_folder_is_one_document_per_file_in_name_order(tmp_path):
         "second file",
         "line two",
     ]
+    assert read_text(tmp_path / "*.txt")["text"].tolist() == ["first file", "second file\nline two"]
+    with pytest.raises(DataError, match="mixes tables"):
+        read_text(tmp_path / "*")
+    with pytest.raises(DataError, match="no file matches"):
+        read_text(tmp_path / "*.md")
 
 
 def test_read_text_tables_named_and_inferred_column(tmp_path):
