@@ -211,23 +211,44 @@ class CharLMGenerator(TextGenerator):
 
     # -- scoring and state ---------------------------------------------------------------------
     @torch.no_grad()
-    def log_likelihood(self, texts: list[str]) -> tuple[float, int]:
-        """(total log-likelihood in nats of the documents' characters and EOS, tokens scored);
-        documents are scored without labels' conditioning when the model has none."""
+    def log_likelihood(self, texts: list[str], labels: list | None = None) -> tuple[float, int]:
+        """(total log-likelihood in nats of the documents' characters and EOS, tokens scored).
+
+        `labels` (one per document, values of the label column) condition a labelled model;
+        without them, a labelled model scores every document under its first label value.
+        Documents are scored in length-sorted padded batches."""
         self.model_.eval()
-        docs = [self.tokenizer_.encode(t) for t in texts]
+        bos, eos = self.n_tokens_ - 2, self.n_tokens_ - 1
+        docs = [[bos, *self.tokenizer_.encode(t), eos] for t in texts]
+        lookup = {value: code for code, value in enumerate(self.label_values_)}
+        codes = [lookup.get(v, 0) for v in labels] if labels is not None else [0] * len(docs)
+        order = np.argsort([len(d) for d in docs], kind="stable")
         total, count = 0.0, 0
-        for doc in docs:
-            tokens = torch.as_tensor([self.n_tokens_ - 2, *doc, self.n_tokens_ - 1])
-            tokens = tokens.to(self.device_)[None, :]
-            logits, _ = self.model_(tokens[:, :-1], None)
-            total -= float(nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
-            count += tokens.shape[1] - 1
+        for begin in range(0, len(order), SAMPLE_BATCH):
+            index = order[begin : begin + SAMPLE_BATCH]
+            width = max(len(docs[i]) for i in index)
+            tokens = torch.full((len(index), width), -100, dtype=torch.int64)
+            for row, i in enumerate(index):
+                tokens[row, : len(docs[i])] = torch.as_tensor(docs[i])
+            tokens = tokens.to(self.device_)
+            label = torch.as_tensor([codes[i] for i in index], device=self.device_)
+            inputs = tokens[:, :-1].clamp_min(0)  # padding (-100) read as token 0, ignored
+            logits, _ = self.model_(inputs, label[:, None].expand_as(inputs))
+            targets = tokens[:, 1:]
+            total -= float(
+                nn.functional.cross_entropy(
+                    logits.reshape(-1, self.n_tokens_),
+                    targets.reshape(-1),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+            )
+            count += int((targets != -100).sum())
         return total, count
 
-    def perplexity(self, texts: list[str]) -> float:
+    def perplexity(self, texts: list[str], labels: list | None = None) -> float:
         """exp(-log-likelihood per token) of documents: per character, EOS included."""
-        total, count = self.log_likelihood(texts)
+        total, count = self.log_likelihood(texts, labels)
         return math.exp(-total / max(count, 1))
 
     def _model_state(self) -> dict[str, torch.Tensor]:

@@ -61,9 +61,16 @@ def test_seeded_sampling_temperature_and_save_load(labelled, tmp_path):
     generator.save(tmp_path / "lm")
     loaded = CharLMGenerator.load(tmp_path / "lm")
     pd.testing.assert_frame_equal(first, loaded.sample(30, seed=4))
-    total, count = loaded.log_likelihood(frame["text"].head(20).tolist())
-    assert total == pytest.approx(generator.log_likelihood(frame["text"].head(20).tolist())[0])
-    assert count == sum(len(t) + 1 for t in frame["text"].head(20))
+    texts, labels = frame["text"].head(20).tolist(), frame["label"].head(20).tolist()
+    total, count = loaded.log_likelihood(texts, labels)
+    assert total == pytest.approx(generator.log_likelihood(texts, labels)[0])
+    assert count == sum(len(t) + 1 for t in texts)
+    # Batched scoring equals scoring one document at a time; the right label fits better.
+    pairs = zip(texts, labels, strict=True)
+    one_by_one = sum(loaded.log_likelihood([t], [lab])[0] for t, lab in pairs)
+    assert total == pytest.approx(one_by_one, rel=1e-5)
+    swapped = ["sea" if lab == "cat" else "cat" for lab in labels]
+    assert loaded.perplexity(texts, labels) < loaded.perplexity(texts, swapped)
     # A near-zero temperature is near-greedy: far fewer distinct documents than at 1.5.
     greedy = CharLMGenerator.load(tmp_path / "lm")
     greedy.params = greedy.params.model_copy(update={"temperature": 0.05, "top_k": 3})
