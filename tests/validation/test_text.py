@@ -169,3 +169,22 @@ def test_fidelity_ranks_real_text_above_scrambled_text(split):
     assert good.metrics["real_word_share"] == 1.0
     letters = fresh.assign(text=["".join(rng.permutation(list(str(t)))) for t in fresh["text"]])
     assert text_fidelity_report(train, holdout, letters, seed=0).metrics["real_word_share"] < 0.5
+
+
+def test_feature_suite_passes_unseen_real_text_and_fails_scrambled_text(split):
+    """The features feed the existing expectation machinery unchanged."""
+    from generators.schema import infer_schema
+    from validation.expectations import build_suite, validate_table
+
+    train, holdout = split
+    vocabulary = vocabulary_of(train["text"])
+    features = text_features(train, vocabulary=vocabulary)
+    suite = build_suite(features, infer_schema(features), batch_rows=len(holdout), seed=0)
+    assert validate_table(text_features(holdout, vocabulary=vocabulary), suite).report.passed
+    rng = np.random.default_rng(0)
+    scrambled = holdout.assign(
+        text=["".join(rng.permutation(list(str(t)))) for t in holdout["text"]]
+    )
+    outcome = validate_table(text_features(scrambled, vocabulary=vocabulary), suite).report
+    assert not outcome.passed
+    assert "oov_share" in outcome.details["failed_columns"]
