@@ -27,6 +27,8 @@ from pydantic import (
 )
 
 from generators.base import validate_params
+from generators.conditions import AugmentConfig, Condition, SampleConditions, parse_conditions
+from generators.constraints import Constraint
 from generators.errors import ConfigError, DataError
 from generators.images import ImageSettings, image_schema, read_images
 from generators.registry import all_generators, generator_class
@@ -112,6 +114,11 @@ class GeneratorConfig(Strict):
 class SampleConfig(Strict):
     rows: int | None = Field(None, gt=0, description="default: as many rows as the training set")
     seed: int | None = Field(None, ge=0, lt=2**32, description="default: the run's seed")
+    conditions: SampleConditions = Field(
+        None,
+        description="rows with given values: {column: value} (with rows), or a list of "
+        "{values: {column: value}, rows: N}",
+    )
 
 
 class OutputConfig(Strict):
@@ -138,6 +145,11 @@ class ValidationConfig(Strict):
     plots: bool = Field(True, description="PNG plots of columns and association differences")
     max_rows: int = Field(
         20_000, ge=100, description="fidelity scores run on a seeded subsample of this many rows"
+    )
+    downstream: bool = Field(
+        True,
+        description="with data.target (or augment.target): train a model on real, real + "
+        "synthetic and synthetic rows, and score each on the holdout",
     )
 
 
@@ -176,6 +188,12 @@ class RunConfig(Strict):
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    augment: AugmentConfig | None = Field(
+        None, description="generate the rows that reach a class distribution of one column"
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list, description="rules every synthetic row obeys (checked, enforced)"
+    )
 
     @model_validator(mode="after")
     def _check_generator(self) -> RunConfig:
@@ -188,8 +206,24 @@ class RunConfig(Strict):
                 + (f"use one of {able}" if able else "no registered generator supports DP-SGD yet")
                 + ", or remove privacy.dp"
             )
+        self.conditions  # noqa: B018  (parses: a bad condition fails here, before any work)
+        if self.augment is not None and self.sample.conditions is not None:
+            raise ConfigError(
+                "augment: cannot be combined with sample.conditions (augment plans the "
+                "conditions itself); remove one"
+            )
+        if self.privacy.similarity_filter_quantile is not None and (
+            self.augment is not None or self.sample.conditions is not None
+        ):
+            raise ConfigError(
+                "privacy.similarity_filter_quantile: not available with sample.conditions or "
+                "augment yet; remove one of them"
+            )
         if self.data.modality != "table":
             table_only = {
+                "augment": self.augment,
+                "constraints": self.constraints,
+                "sample.conditions": self.sample.conditions,
                 "privacy.similarity_filter_quantile": self.privacy.similarity_filter_quantile,
                 "privacy.rare_category_min_count": self.privacy.rare_category_min_count,
                 "privacy.quasi_identifiers": self.privacy.quasi_identifiers,
@@ -207,6 +241,11 @@ class RunConfig(Strict):
                 f"data.modality is '{self.data.modality}'"
             )
         return self
+
+    @property
+    def conditions(self) -> list[Condition]:
+        """sample.conditions as a list (empty when unset); augment's are planned at run time."""
+        return parse_conditions(self.sample.conditions, self.sample.rows)
 
     @property
     def sample_seed(self) -> int:
@@ -290,7 +329,11 @@ def parse_config(raw: dict, source: str = "config") -> RunConfig:
 def _describe_errors(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        loc = list(item["loc"])
+        if loc[:1] == ["constraints"] and len(loc) > 2:
+            del loc[2]  # pydantic's tag of the union member (the constraint's kind)
+        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        key = key.lstrip(".") or "(top level)"
         if item["type"] == "extra_forbidden":
             problems.append(f"{key}: unknown key; remove it or check its spelling")
         elif item["type"] == "missing":

@@ -1,6 +1,12 @@
-"""The trained generator as an MLflow pyfunc model: `predict({rows, seed})` returns samples."""
+"""The trained generator as an MLflow pyfunc model: `predict({rows, seed})` returns samples.
+
+An optional `conditions` column holds a JSON object {column: value}: the rows returned all
+have those values (natively where the generator conditions, else by rejection).
+"""
 
 from __future__ import annotations
+
+import json
 
 import mlflow
 import pandas as pd
@@ -14,7 +20,13 @@ from generators.registry import load_generator
 GENERATOR_ARTIFACT = "generator"
 INPUT_EXAMPLE = pd.DataFrame({"rows": [5], "seed": [0]})
 SIGNATURE = ModelSignature(
-    inputs=MlflowSchema([ColSpec("long", "rows"), ColSpec("long", "seed", required=False)])
+    inputs=MlflowSchema(
+        [
+            ColSpec("long", "rows"),
+            ColSpec("long", "seed", required=False),
+            ColSpec("string", "conditions", required=False),
+        ]
+    )
 )
 
 
@@ -29,4 +41,13 @@ class SynthesizerModel(mlflow.pyfunc.PythonModel):
             raise DataError("predict takes a one-row frame with columns rows and (optional) seed")
         rows = int(model_input["rows"].iloc[0])
         seed = int(model_input["seed"].iloc[0]) if "seed" in model_input else 0
-        return self.generator.sample(rows, seed=seed)
+        conditions = model_input["conditions"].iloc[0] if "conditions" in model_input else None
+        if conditions is None or pd.isna(conditions) or not str(conditions).strip():
+            return self.generator.sample(rows, seed=seed)
+        try:
+            values = json.loads(conditions)
+        except json.JSONDecodeError as error:
+            raise DataError(f"predict: conditions is not JSON ({error})") from None
+        if not isinstance(values, dict) or not values:
+            raise DataError('predict: conditions must be a JSON object such as {"income": ">50K"}')
+        return self.generator.sample_conditioned(rows, values, seed=seed)

@@ -29,6 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -39,12 +40,22 @@ from prefect.states import Failed
 from flows.config import DataConfig, RunConfig
 from flows.tracking import RunTracker, reachable_tracking_uri
 from generators.base import GENERATOR_FILE, DPBudget
+from generators.conditions import (
+    Condition,
+    check_values,
+    matches,
+    merge_augmented,
+    rebalance_plan,
+    sample_conditioned,
+)
+from generators.constraints import Constraints, sample_with_constraints
 from generators.errors import DataError, SynthpipeError
 from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
-from generators.registry import load_generator, make_generator
+from generators.registry import generator_class, load_generator, make_generator
 from generators.schema import Schema, infer_schema
 from generators.tables import split_holdout, write_parquet_atomic
 from validation import Report
+from validation.downstream import downstream_report
 from validation.expectations import build_suite, validate_table
 from validation.fidelity import fidelity_report
 from validation.images import image_features, image_fidelity_report, image_privacy_report
@@ -55,6 +66,8 @@ from validation.protection import SimilarityFilter, merge_rare_categories, sampl
 # Every task below has cache_policy=NO_CACHE: tasks take whole tables, which Prefect's
 # default cache policy would hash on every call, for nothing.
 SYNTHETIC_FILE = "synthetic.parquet"
+AUGMENTED_FILE = "augmented.parquet"  # augment.merge: real training rows + synthetic rows
+SYNTHETIC_FLAG = "synthetic"
 QUARANTINE_DIR = "quarantine"
 PREVIEW_ROWS = 20
 EXPECTATIONS_DIR = "expectations"  # suite.json, validation_result.json, data_docs.html
@@ -149,7 +162,12 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
 # One retry: a resumable generator continues from its last epoch's checkpoint.
 @task(retries=1, retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
 def fit(
-    train: pd.DataFrame, schema: Schema, config: RunConfig, model_dir: Path, checkpoints: Path
+    train: pd.DataFrame,
+    schema: Schema,
+    config: RunConfig,
+    model_dir: Path,
+    checkpoints: Path,
+    prefix_columns: list[str] | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Fit the configured generator (under DP-SGD when privacy.dp is set) and save it.
 
@@ -158,11 +176,14 @@ def fit(
     process was killed, resumes there; new data or settings start afresh. Returns the
     model folder and figures of the fit (the epsilon spent under DP, the epoch resumed at).
     """
+    params = dict(config.generator.params)
+    cls = generator_class(config.generator.name, config.data.modality)
+    if prefix_columns and "first_columns" in cls.Params.model_fields:
+        # An autoregressive model conditions exactly on the columns it generates first:
+        # put the conditioned ones there unless the config chose an order.
+        params.setdefault("first_columns", prefix_columns)
     generator = make_generator(
-        config.generator.name,
-        config.generator.params,
-        config.generator.device,
-        config.data.modality,
+        config.generator.name, params, config.generator.device, config.data.modality
     )
     budget = config.privacy.dp
     dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
@@ -206,25 +227,40 @@ def protect(
 def sample(
     model_dir: Path,
     rows: int,
+    conditions: list[Condition],
     seed: int,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     schema: Schema,
     privacy: PrivacyPolicy,
+    constraints: Constraints | None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Draw `rows` synthetic rows from the saved generator, through the similarity filter if set.
+    """Draw synthetic rows from the saved generator: `rows` of them, or each condition's
+    rows (natively where the generator can condition, else by rejection); through the
+    similarity filter when set, keeping only rows that obey the constraints.
 
-    Returns the rows and the filter's figures (threshold, rows dropped).
+    Returns the rows and the figures of the filters (threshold, rows dropped).
     """
     generator = load_generator(model_dir)
-    if privacy.similarity_filter_quantile is None:
-        return generator.sample(rows, seed=seed), {}
-    similarity = SimilarityFilter(train, holdout, schema, privacy.similarity_filter_quantile)
-    synthetic, dropped = sample_filtered(generator, rows, seed, similarity)
-    return synthetic, {
-        "similarity_threshold": similarity.threshold,
-        "similarity_dropped": float(dropped),
-    }
+    if conditions:
+        return sample_conditioned(generator, conditions, seed, constraints=constraints), {}
+    figures: dict[str, float] = {}
+    similarity = None
+    if privacy.similarity_filter_quantile is not None:
+        similarity = SimilarityFilter(train, holdout, schema, privacy.similarity_filter_quantile)
+        figures = {"similarity_threshold": similarity.threshold, "similarity_dropped": 0.0}
+
+    def draw(n: int, draw_seed: int) -> pd.DataFrame:
+        if similarity is None:
+            return generator.sample(n, seed=draw_seed)
+        kept, dropped = sample_filtered(generator, n, draw_seed, similarity)
+        figures["similarity_dropped"] += dropped
+        return kept
+
+    if constraints is None or not len(constraints):
+        return draw(rows, seed), figures
+    synthetic = sample_with_constraints(draw, rows, seed, constraints)
+    return generator.reissue_ids(synthetic), figures
 
 
 @task(cache_policy=NO_CACHE)
@@ -278,6 +314,76 @@ def check_expectations(
     (folder / "data_docs.html").write_text(validation.html)
     validation.report.blocking = config.validation.on_failure == "fail"
     return validation.report
+
+
+@task(cache_policy=NO_CACHE)
+def check_constraints(
+    synthetic: pd.DataFrame, train: pd.DataFrame, constraints: Constraints
+) -> Report:
+    """Rows of the synthetic table violating each constraint: must be zero to publish.
+    The training rows' own violations are recorded beside them (a rule the real data
+    breaks is worth knowing about)."""
+    violations = constraints.violations(synthetic)
+    in_train = constraints.violations(train)
+    failures = [
+        f"constraint {name}: {count} of {len(synthetic)} synthetic rows violate it"
+        for name, count in violations.items()
+        if count
+    ]
+    return Report(
+        "constraints",
+        not failures,
+        {f"violations.{name}": float(count) for name, count in violations.items()},
+        {"training_violations": in_train},
+        failures,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def check_downstream(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    target: str,
+    config: RunConfig,
+) -> Report:
+    """The same model trained on real, real + synthetic and synthetic rows, scored on the
+    holdout (informational)."""
+    return downstream_report(
+        train,
+        holdout,
+        synthetic,
+        schema,
+        target,
+        seed=config.seed,
+        max_rows=config.validation.max_rows,
+    )
+
+
+def _prefix_columns(conditions: list[Condition], schema: Schema) -> list[str]:
+    """The categorical and boolean columns the conditions fix, in order of appearance."""
+    names = dict.fromkeys(name for c in conditions for name in c.values)
+    return [n for n in names if n in schema.names and schema[n].kind in ("categorical", "boolean")]
+
+
+def _conditioned(
+    frame: pd.DataFrame, conditions: list[Condition], schema: Schema, seed: int
+) -> pd.DataFrame:
+    """Real rows mixed as the conditions mix the synthetic ones: the reference that
+    conditioned or rebalanced output is validated against. For each condition, rows of
+    `frame` that meet it, drawn without replacement in proportion to the condition's rows.
+    `frame` itself when there are no conditions (or none is met by a real row)."""
+    pools = [(c.rows, frame[matches(frame, check_values(schema, c.values))]) for c in conditions]
+    pools = [(rows, pool) for rows, pool in pools if len(pool)]
+    if not pools:
+        return frame
+    total = sum(rows for rows, _ in pools)
+    size = min(len(pool) * total / rows for rows, pool in pools)
+    parts = [
+        pool.sample(max(1, int(size * rows / total)), random_state=seed) for rows, pool in pools
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _described(
@@ -342,12 +448,23 @@ def check_fidelity(
     retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
 )
 def write_output(
-    synthetic: pd.DataFrame, schema: Schema, staging_dir: Path, metadata: dict[str, str]
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    staging_dir: Path,
+    metadata: dict[str, str],
+    file_name: str = SYNTHETIC_FILE,
 ) -> Path:
-    """Write the synthetic table as Parquet, with the input's Arrow types, into staging."""
-    path = staging_dir / SYNTHETIC_FILE
+    """Write the synthetic table as Parquet, with the input's Arrow types, into staging.
+
+    A `synthetic` flag column (augment.merge's real + synthetic table) is kept as bool.
+    """
+    path = staging_dir / file_name
+    flag = synthetic.get(SYNTHETIC_FLAG) if SYNTHETIC_FLAG not in schema.names else None
+    table = schema.to_arrow(synthetic)
+    if flag is not None:
+        table = table.append_column(SYNTHETIC_FLAG, pa.array(flag.to_numpy(bool), pa.bool_()))
     try:
-        return write_parquet_atomic(schema.to_arrow(synthetic), path, metadata)
+        return write_parquet_atomic(table, path, metadata)
     except OSError as error:
         raise DataError(
             f"output.dir: cannot write {path} ({error.strerror or error}); free space or "
@@ -399,7 +516,16 @@ def synthesize(config: RunConfig) -> RunResult:
             if config.data.modality == "table":
                 check_policy_columns(config.privacy, schema)
             train, holdout = split(frame, config)
-        rows = config.sample.rows or len(train)
+        conditions = config.conditions
+        if config.augment is not None:
+            conditions = rebalance_plan(train, config.augment.target, config.augment, schema)
+            if not conditions:
+                raise DataError(
+                    f"augment: every class of '{config.augment.target}' already meets the "
+                    f"'{config.augment.strategy}' goal in {config.data.path}; nothing to generate"
+                )
+            print("augment: " + ", ".join(f"{c.describe()} x {c.rows}" for c in conditions))
+        rows = sum(c.rows for c in conditions) if conditions else config.sample.rows or len(train)
         (staging_dir / "config.yaml").write_text(
             yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
         )
@@ -409,6 +535,9 @@ def synthesize(config: RunConfig) -> RunResult:
         )
 
         model_train, model_schema, rare_merged = protect(train, schema, config.privacy)
+        constraints = None
+        if config.constraints:
+            constraints = Constraints(config.constraints).fit(model_train, model_schema)
         with _timed(timings, "fit_seconds"):
             model_dir, fit_figures = fit(
                 model_train,
@@ -416,10 +545,19 @@ def synthesize(config: RunConfig) -> RunResult:
                 config,
                 staging_dir / "generator",
                 run_root / CHECKPOINTS_DIR,
+                _prefix_columns(conditions, model_schema),
             )
         with _timed(timings, "sample_seconds"):
             synthetic, protection = sample(
-                model_dir, rows, config.sample_seed, train, holdout, schema, config.privacy
+                model_dir,
+                rows,
+                conditions,
+                config.sample_seed,
+                train,
+                holdout,
+                schema,
+                config.privacy,
+                constraints,
             )
         protection["rare_category_rows_merged"] = float(sum(rare_merged.values()))
         if "resumed_from_epoch" in fit_figures:
@@ -444,7 +582,7 @@ def synthesize(config: RunConfig) -> RunResult:
         if config.validation.expectations:
             reports.append(
                 check_expectations(
-                    model_train,
+                    _conditioned(model_train, conditions, model_schema, config.seed),
                     model_schema,
                     synthetic,
                     len(holdout),
@@ -454,8 +592,20 @@ def synthesize(config: RunConfig) -> RunResult:
             )
         if config.validation.fidelity:
             reports.append(
-                check_fidelity(train, holdout, synthetic, schema, config, staging_dir / PLOTS_DIR)
+                check_fidelity(
+                    _conditioned(train, conditions, schema, config.seed),
+                    _conditioned(holdout, conditions, schema, config.seed),
+                    synthetic,
+                    schema,
+                    config,
+                    staging_dir / PLOTS_DIR,
+                )
             )
+        if constraints is not None:
+            reports.append(check_constraints(synthetic, model_train, constraints))
+        target = config.data.target or (config.augment.target if config.augment else None)
+        if config.validation.downstream and target and config.data.modality == "table":
+            reports.append(check_downstream(train, holdout, synthetic, schema, target, config))
         failures, overridden = _gate(reports, config.privacy.override_gate)
         status = "quarantined" if failures else "published"
         metrics = {
@@ -484,6 +634,14 @@ def synthesize(config: RunConfig) -> RunResult:
         )
         # The published schema is the one the generator learned: it knows the rare placeholder.
         write_output(synthetic, model_schema, staging_dir, metadata)
+        if config.augment is not None and config.augment.merge:
+            write_output(
+                merge_augmented(model_train, synthetic),
+                model_schema,
+                staging_dir,
+                {**metadata, "synthpipe.contents": "real training rows + synthetic rows"},
+                AUGMENTED_FILE,
+            )
         metrics["total_seconds"] = time.perf_counter() - started
 
         result = RunResult(

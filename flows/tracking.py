@@ -49,6 +49,10 @@ CODE_PATHS = [str(Path(__file__).resolve().parent), str(Path(generators.__file__
 
 def _key(name: str) -> str:
     """MLflow accepts letters, digits, _ - . / space and :; column names may hold anything."""
+    # Comparison signs are spelled out, so class labels such as "<=50K" and ">50K" (in
+    # metric names like recall.<label>) stay distinct.
+    for sign, word in (("<=", "le"), (">=", "ge"), ("<", "lt"), (">", "gt"), ("=", "eq")):
+        name = name.replace(sign, word)
     return re.sub(r"[^\w./ :-]", "_", name)
 
 
