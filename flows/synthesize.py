@@ -54,6 +54,7 @@ from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image
 from generators.registry import generator_class, load_generator, make_generator
 from generators.schema import Schema, infer_schema
 from generators.tables import split_holdout, write_parquet_atomic
+from generators.text import TEXT_COLUMN
 from validation import Report
 from validation.downstream import downstream_report
 from validation.expectations import build_suite, validate_table
@@ -62,6 +63,13 @@ from validation.images import image_features, image_fidelity_report, image_priva
 from validation.plots import write_plots
 from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
 from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
+from validation.text import (
+    mask_pii,
+    text_features,
+    text_fidelity_report,
+    text_privacy_report,
+    vocabulary_of,
+)
 
 # Every task below has cache_policy=NO_CACHE: tasks take whole tables, which Prefect's
 # default cache policy would hash on every call, for nothing.
@@ -193,6 +201,8 @@ def fit(
         checkpoint_dir = checkpoints / key
     generator.fit(train, schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir)
     generator.save(model_dir)
+    if hasattr(generator, "top_words"):  # topic models: their topics travel with the model
+        generator.top_words().to_csv(model_dir / "topics.csv", index=False)
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         _remove_if_empty(checkpoints)
@@ -217,7 +227,13 @@ def _rows_digest(frame: pd.DataFrame) -> str:
 def protect(
     train: pd.DataFrame, schema: Schema, privacy: PrivacyPolicy
 ) -> tuple[pd.DataFrame, Schema, dict[str, int]]:
-    """Merge rare categories before training, when privacy.rare_category_min_count is set."""
+    """Merge rare categories before training, when privacy.rare_category_min_count is set;
+    mask PII in text columns when privacy.text.mask_pii_input is set."""
+    if privacy.text.mask_pii_input and schema.names_of("text"):
+        train = train.copy()
+        for name in schema.names_of("text"):
+            train[name] = mask_pii(train[name])
+        return train, schema, {}
     if privacy.rare_category_min_count <= 1:
         return train, schema, {}
     return merge_rare_categories(train, schema, privacy.rare_category_min_count)
@@ -276,6 +292,8 @@ def check_privacy(
     """Disclosure risk of the synthetic table against the holdout: the privacy gate."""
     if schema.names_of("image"):
         return image_privacy_report(train, holdout, synthetic, privacy, seed=seed)
+    if schema.names_of("text"):
+        return text_privacy_report(train, holdout, synthetic, privacy.text, seed=seed)
     return privacy_report(train, holdout, synthetic, schema, privacy, seed=seed, target=target)
 
 
@@ -392,6 +410,14 @@ def _described(
     """(train figures, their schema, synthetic figures) for a modality other than tables."""
     if schema.names_of("image"):
         train_figures, synthetic_figures = image_features(train), image_features(synthetic)
+    elif schema.names_of("text"):
+        labels = [n for n in schema.names if schema[n].kind in ("categorical", "boolean")]
+        label = labels[0] if len(labels) == 1 else None
+        vocabulary = vocabulary_of(train[TEXT_COLUMN].dropna())
+        train_figures, synthetic_figures = (
+            text_features(frame, vocabulary=vocabulary, label_column=label)
+            for frame in (train, synthetic)
+        )
     else:
         raise DataError(f"no expectations are defined for the columns {schema.names}")
     kinds = {name: "categorical" for name in (LABEL_COLUMN,) if name in train_figures.columns}
@@ -422,6 +448,13 @@ def check_fidelity(
                 image_grid(frame_to_pixels(train.head(100)), plots_dir / "real_grid.png"),
             ]
             report.details["plots"] = [str(p.relative_to(plots_dir.parent)) for p in written]
+        return report
+    if schema.names_of("text"):
+        report = text_fidelity_report(
+            train, holdout, synthetic, seed=config.seed, max_rows=config.validation.max_rows
+        )
+        if config.data.modality == "text":
+            report.details["samples"] = synthetic[TEXT_COLUMN].head(PREVIEW_ROWS).tolist()
         return report
     report = fidelity_report(
         train,

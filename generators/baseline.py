@@ -44,6 +44,12 @@ class CopyGenerator(Generator):
         )
 
 
+class TextCopyGenerator(CopyGenerator):
+    """Returns real training documents. Never publish this."""
+
+    modality = "text"
+
+
 class UniformGenerator(Generator):
     """Each column drawn independently and uniformly within its training range or category set.
 

@@ -12,11 +12,29 @@ from typing import Any
 
 from generators.autoregressive import AutoregressiveGenerator
 from generators.base import GENERATOR_FILE, Generator
-from generators.baseline import CopyGenerator, ImageCopyGenerator, UniformGenerator
-from generators.boltzmann import DBMGenerator, DBNGenerator, RBMGenerator
+from generators.baseline import (
+    CopyGenerator,
+    ImageCopyGenerator,
+    TextCopyGenerator,
+    UniformGenerator,
+)
+from generators.boltzmann import (
+    DBMGenerator,
+    DBNGenerator,
+    ImageDBMGenerator,
+    ImageDBNGenerator,
+    ImageRBMGenerator,
+    RBMGenerator,
+)
+from generators.char_lm import CharLMGenerator
+from generators.conv_vae import ConvVAEGenerator
+from generators.dcgan import DCGANGenerator
 from generators.errors import ConfigError, DataError
 from generators.gan import ConditionalGANGenerator
 from generators.gmm import GaussianMixtureGenerator
+from generators.hmm import HMMGenerator
+from generators.image_gmm import ImageGMMGenerator
+from generators.lda import LDAGenerator
 from generators.sdv import (
     CopulaGANGenerator,
     CTGANGenerator,
@@ -46,8 +64,21 @@ REGISTRY: dict[str, type[Generator]] = {
 }
 
 
-IMAGE_GENERATORS: dict[str, type[Generator]] = {cls.name: cls for cls in (ImageCopyGenerator,)}
-TEXT_GENERATORS: dict[str, type[Generator]] = {}
+IMAGE_GENERATORS: dict[str, type[Generator]] = {
+    cls.name: cls
+    for cls in (
+        DCGANGenerator,
+        ConvVAEGenerator,
+        ImageGMMGenerator,
+        ImageRBMGenerator,
+        ImageDBNGenerator,
+        ImageDBMGenerator,
+        ImageCopyGenerator,
+    )
+}
+TEXT_GENERATORS: dict[str, type[Generator]] = {
+    cls.name: cls for cls in (HMMGenerator, LDAGenerator, CharLMGenerator, TextCopyGenerator)
+}
 BY_MODALITY: dict[str, dict[str, type[Generator]]] = {
     "table": REGISTRY,
     "image": IMAGE_GENERATORS,

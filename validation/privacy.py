@@ -44,6 +44,7 @@ from generators.values import MISSING
 from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
 from validation.report import Report
+from validation.text import TextPrivacy
 
 MIN_ROWS_FOR_PRIVACY = 10
 # Which published definition each figure follows; stored in every privacy report.
@@ -224,6 +225,9 @@ class PrivacyPolicy(BaseModel):
     )
     near_duplicate_share_max: float = Field(
         0.05, gt=0, le=1, description="images: the largest near-duplicate share that passes"
+    )
+    text: TextPrivacy = Field(
+        default_factory=TextPrivacy, description="text runs: memorisation, duplicates, PII"
     )
     override_gate: bool = Field(False, description="publish even when a check fails (recorded)")
     rare_category_min_count: int = Field(

@@ -73,11 +73,11 @@ PHONE_MIN_DIGITS, PHONE_MAX_DIGITS = 9, 15
 
 
 class TextPrivacy(BaseModel):
-    """`privacy:` settings for text runs: memorisation, duplicates and PII."""
+    """`privacy.text:` settings for text runs: memorisation, duplicates and PII (the gate's
+    switch and override are privacy.enabled and privacy.override_gate)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
     ngram_words: int = Field(8, ge=2, description="a run of this many training words = memorised")
     ngram_chars: int = Field(50, ge=10, description="or of this many training characters")
     memorised_excess_max: float = Field(
@@ -91,7 +91,6 @@ class TextPrivacy(BaseModel):
     max_docs: int = Field(
         20_000, ge=100, description="synthetic and holdout docs checked (seeded sample)"
     )
-    override_gate: bool = False
 
 
 # -- helpers -------------------------------------------------------------------------------
