@@ -203,6 +203,9 @@ def fit(
     generator.save(model_dir)
     if hasattr(generator, "top_words"):  # topic models: their topics travel with the model
         generator.top_words().to_csv(model_dir / "topics.csv", index=False)
+    # Image generators keep sample grids of every few epochs: logged with the plots.
+    for epoch, pixels in getattr(generator, "snapshots_", []):
+        image_grid(pixels, model_dir.parent / PLOTS_DIR / "epochs" / f"epoch_{epoch:03d}.png")
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         _remove_if_empty(checkpoints)

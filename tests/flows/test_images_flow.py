@@ -112,3 +112,6 @@ def test_image_generators_publish_png_tables_with_losses_in_mlflow(name, tmp_pat
     assert "plots/synthetic_grid.png" in artifacts
     if name != "gmm":  # EM has no epochs
         assert any(k.startswith("loss.") for k in metrics)
+    if name in ("dcgan", "conv_vae"):  # sample grids along training
+        epochs = {a.path for a in client.list_artifacts(result.mlflow_run_id, "plots/epochs")}
+        assert epochs, "no per-epoch grids logged"
