@@ -35,6 +35,9 @@ TINY = {
     "autoregressive": {"epochs": 3, "width": 16, "batch_size": 128},
     "gmm": {"max_components": 4, "max_iter": 20},
     "vae": {"epochs": 3, "batch_size": 128, "latent_dim": 8, "hidden_dims": [32]},
+    "rbm": {"epochs": 2, "n_hidden": 16, "burn_in": 20},
+    "dbn": {"epochs": 2, "hidden_sizes": [16, 8], "burn_in": 20},
+    "dbm": {"epochs": 2, "hidden_sizes": [16, 8], "pretrain_epochs": 1, "burn_in": 20},
     "gan": {
         "epochs": 2,
         "batch_size": 100,

@@ -115,3 +115,29 @@ def test_image_generators_publish_png_tables_with_losses_in_mlflow(name, tmp_pat
     if name in ("dcgan", "conv_vae"):  # sample grids along training
         epochs = {a.path for a in client.list_artifacts(result.mlflow_run_id, "plots/epochs")}
         assert epochs, "no per-epoch grids logged"
+
+
+@pytest.mark.shared_data
+def test_mnist_idx_files_run_through_the_flow(shared_data, tmp_path, prefect_harness):
+    import pyarrow.parquet as pq
+
+    from generators.images import frame_to_pixels
+
+    raw = yaml.safe_load(
+        write_image_config(
+            tmp_path,
+            {"name": "gmm", "params": {"pca_components": 10, "mixture_components": 2}},
+            privacy={"override_gate": True},
+            validation={"fidelity": False, "plots": False},
+        ).read_text()
+    )
+    raw["data"] = {
+        "path": str(shared_data / "mnist_t10k"),
+        "modality": "image",
+        "images": {"max_images": 600},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    result = synthesize(load_config(tmp_path / "config.yaml"))
+    frame = pq.read_table(result.output).to_pandas()
+    assert frame_to_pixels(frame).shape == (200, 28, 28, 1)
+    assert set(frame["label"]) <= {str(d) for d in range(10)}
