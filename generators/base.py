@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -288,6 +289,13 @@ class Generator(ABC):
                 f"{path}: the model files hold objects other than tensors, which are never "
                 f"loaded (they could run code); re-train or re-save the model "
                 f"({' '.join(str(error).split())[:160]})"
+            ) from None
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+            # e.g. an .npz (read with allow_pickle=False) that lacks its arrays
+            raise DataError(
+                f"{path}: the model files are damaged or not this generator's, and were not "
+                f"loaded ({type(error).__name__}: {' '.join(str(error).split())[:160]}); "
+                "re-train or re-save the model"
             ) from None
         return generator
 
