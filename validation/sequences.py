@@ -409,7 +409,10 @@ def sequence_fidelity_report(
         acf[name] = real
         for label, other in (("", synthetic), ("_holdout", holdout)):
             difference = np.abs(real - pooled_acf(other, settings, name, settings.acf_lags))
-            metrics[f"acf_distance{label}.{name}"] = float(np.nanmean(difference))
+            finite = difference[~np.isnan(difference)]  # NaN: a constant column, no ACF
+            metrics[f"acf_distance{label}.{name}"] = (
+                float(finite.mean()) if len(finite) else float("nan")
+            )
         for label, other in (("", synthetic), ("_holdout", holdout)):
             a = _numbers(train[name])
             b = _numbers(other[name])
