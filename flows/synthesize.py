@@ -78,6 +78,8 @@ AUGMENTED_FILE = "augmented.parquet"  # augment.merge: real training rows + synt
 SYNTHETIC_FLAG = "synthetic"
 QUARANTINE_DIR = "quarantine"
 PREVIEW_ROWS = 20
+PERPLEXITY_DOCS = 2000  # holdout documents scored by a text model's perplexity
+SAMPLES_FILE = "samples.txt"  # text runs: the first synthetic documents, for reading
 EXPECTATIONS_DIR = "expectations"  # suite.json, validation_result.json, data_docs.html
 SUITE_FILE = "suite.json"
 PLOTS_DIR = "plots"
@@ -456,8 +458,12 @@ def check_fidelity(
         report = text_fidelity_report(
             train, holdout, synthetic, seed=config.seed, max_rows=config.validation.max_rows
         )
-        if config.data.modality == "text":
-            report.details["samples"] = synthetic[TEXT_COLUMN].head(PREVIEW_ROWS).tolist()
+        report.details["samples"] = synthetic[TEXT_COLUMN].head(PREVIEW_ROWS).tolist()
+        generator = load_generator(plots_dir.parent / "generator")
+        if hasattr(generator, "perplexity"):
+            # Units differ by model (hmm: its tokens; lda: words; char_lm: characters).
+            texts = holdout[TEXT_COLUMN].dropna().head(PERPLEXITY_DOCS).tolist()
+            report.metrics["holdout_perplexity"] = float(generator.perplexity(texts))
         return report
     report = fidelity_report(
         train,
@@ -739,7 +745,8 @@ def track(
     tracker.log_losses(json.loads((run_dir / "generator" / GENERATOR_FILE).read_text())["losses"])
     published = result.status == "published"
     names = ["config.yaml", "schema.json", "report.md", *(f"{r.name}.json" for r in reports)]
-    for name in names + (["preview.csv"] if published else []):
+    shown = ["preview.csv", SAMPLES_FILE, "generator/topics.csv"] if published else []
+    for name in names + [n for n in shown if (run_dir / n).is_file()]:
         tracker.log_artifact(run_dir / name)
     for folder in (EXPECTATIONS_DIR, PLOTS_DIR):  # figures and statistics, never rows
         if (run_dir / folder).is_dir():
@@ -788,6 +795,9 @@ def _write_reports(run_dir: Path, reports: list[Report], synthetic: pd.DataFrame
     if plots:
         sections.append("### plots\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in plots))
     (run_dir / "report.md").write_text("\n\n".join(sections) + "\n")
+    if TEXT_COLUMN in synthetic.columns and synthetic[TEXT_COLUMN].dtype == "string":
+        documents = synthetic[TEXT_COLUMN].head(PREVIEW_ROWS).fillna("").tolist()
+        (run_dir / SAMPLES_FILE).write_text("\n\n---\n\n".join(documents) + "\n")
     # Image bytes are no preview: the grid in plots/ is.
     preview = synthetic.head(PREVIEW_ROWS).drop(columns=[IMAGE_COLUMN], errors="ignore")
     preview.to_csv(run_dir / "preview.csv", index=False)
@@ -842,6 +852,9 @@ def _summary_artifact(config: RunConfig, result: RunResult, reports: list[Report
         "",
         *[report.to_markdown() for report in reports],
     ]
+    samples = [t for r in reports for t in r.details.get("samples", [])][:5]
+    if samples and result.status == "published":
+        lines += ["", "### samples", ""] + [f"> {t[:300]!r}" for t in samples]
     key = re.sub(r"[^a-z0-9-]+", "-", f"synthpipe-{config.name}".lower()).strip("-")
     create_markdown_artifact("\n".join(lines), key=key, description=f"synthpipe run {config.name}")
 

@@ -60,8 +60,16 @@ def test_text_generators_publish_a_text_table(name, tmp_path, prefect_harness):
     validation = json.loads((run_dir / "expectations" / "validation_result.json").read_text())
     checked = {r["expectation_config"]["kwargs"].get("column") for r in validation["results"]}
     assert {"chars", "words", "oov_share"} <= checked
+    assert fidelity["holdout_perplexity"] > 1
+    import mlflow
+
+    client = mlflow.MlflowClient(config.tracking.uri)
+    logged = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
+    assert "samples.txt" in logged
+    samples = (run_dir / "samples.txt").read_text().split("\n\n---\n\n")
+    assert samples[0] == texts[0]
     if name == "lda":
-        assert (run_dir / "generator" / "topics.csv").is_file()
+        assert (run_dir / "generator" / "topics.csv").is_file() and "topics.csv" in logged
 
 
 def test_copied_documents_are_quarantined(tmp_path, prefect_harness):
