@@ -11,6 +11,7 @@ before and around a sequence generator, and the `SequenceGenerator` base:
   does not sort (text, booleans), an entity with fewer than `min_length` rows (named; or
   dropped with `drop_short: true`), and duplicated order values within an entity (named,
   with the value). Rows out of order are not an error: they are sorted (stable).
+  `max_rows_per_entity` keeps each entity's first rows only.
   With `order_parts` (e.g. Beijing's `[year, month, day, hour]`) the order column is first
   built as a datetime from those columns, which are then dropped.
 - `split_sequences(frame, settings, fraction, seed)` holds out real data for the checks:
@@ -95,6 +96,12 @@ class SequenceSettings(BaseModel):
         "entities",
         description="hold out whole entities (needs >= 2), or the last part of every entity",
     )
+    max_rows_per_entity: int | None = Field(
+        None,
+        ge=2,
+        description="keep only each entity's first this many rows (after sorting); for slow "
+        "models such as PAR on long entities; null = all",
+    )
     length: int | None = Field(
         None, ge=2, description="rows per synthetic entity; default: drawn from the real lengths"
     )
@@ -112,7 +119,9 @@ def check_sequences(frame: pd.DataFrame, settings: SequenceSettings) -> pd.DataF
     """The long table sorted by entity, then order (stable), index reset; see the module
     docstring for what is an error. Builds the order column from `order_parts` first."""
     entity, order = settings.entity_column, settings.order_column
-    if settings.order_parts:
+    parts = settings.order_parts or []
+    # Built once: a frame that has the order column and none of the parts is already done.
+    if parts and not (order in frame.columns and not any(p in frame.columns for p in parts)):
         frame = assemble_order(frame, settings)
     columns = list(frame.columns)
     if entity not in frame.columns:
@@ -172,6 +181,9 @@ def check_sequences(frame: pd.DataFrame, settings: SequenceSettings) -> pd.DataF
                 f"{KEY}: every entity has fewer than {settings.min_length} rows; nothing is "
                 "left to learn sequences from"
             )
+    if settings.max_rows_per_entity is not None:
+        ordered = ordered.groupby(entity, sort=False).head(settings.max_rows_per_entity)
+        ordered = ordered.reset_index(drop=True)
     duplicated = ordered.duplicated([entity, order], keep=False)
     if duplicated.any():
         first = ordered[duplicated].iloc[0]

@@ -140,9 +140,18 @@ def test_order_parts_build_a_datetime(frame):
     checked = check_sequences(parts, settings)
     assert "year" not in checked.columns
     assert (checked.time.to_numpy() == frame.time.to_numpy()).all()
+    # Checking the checked frame again (as fit does) leaves it as it is.
+    pd.testing.assert_frame_equal(check_sequences(checked, settings), checked)
     bad = SETTINGS.model_copy(update={"order_parts": ["year", "weekday"]})
     with pytest.raises(DataError, match="order_parts"):
         check_sequences(parts, bad)
+
+
+def test_max_rows_per_entity_keeps_the_first_rows(frame):
+    settings = SETTINGS.model_copy(update={"max_rows_per_entity": 10})
+    checked = check_sequences(frame.iloc[::-1], settings)
+    assert entity_lengths(checked, "sensor").tolist() == [10] * 12
+    pd.testing.assert_frame_equal(checked, frame.groupby("sensor").head(10).reset_index(drop=True))
 
 
 def test_settings_are_strict():
