@@ -1,4 +1,4 @@
-"""`synthpipe`: run a config, sample a logged model, list generators.
+"""`synthpipe`: run a config, sample a logged model, list generators, deploy and serve.
 
 User errors end in one line on stderr (`error: ...`) and a non-zero exit; with `--json`
 the last line on stdout is one JSON object with the run's status, also on failure.
@@ -69,10 +69,108 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     commands.add_parser("generators", help="list the registered generators")
+    _add_deployment_commands(commands)
 
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "sample": _sample, "validate": _validate, "generators": _generators}
+    handlers = {
+        "run": _run,
+        "sample": _sample,
+        "validate": _validate,
+        "generators": _generators,
+        "deploy": _deploy,
+        "serve": _serve,
+        "batch": _batch,
+        "ui": _ui,
+    }
     return handlers[args.command](args)
+
+
+def _add_deployment_commands(commands) -> None:
+    def configs_and_overrides(command: argparse.ArgumentParser) -> None:
+        command.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
+        command.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a key in every config (repeatable); stored with the deployment",
+        )
+
+    def schedule(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--cron",
+            help='e.g. "0 2 * * *" (02:00 daily); default: each config\'s schedule: block',
+        )
+        command.add_argument("--timezone", help="IANA zone for --cron (default UTC)")
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="create or update one Prefect deployment per config on a work pool",
+        description="Create or update one Prefect deployment per config (named after the "
+        "config's name) on a work pool, with its schedule; a worker runs them: "
+        "prefect worker start --pool synthpipe. Talks to $PREFECT_API_URL (else the local "
+        "database that synthpipe ui serves).",
+    )
+    configs_and_overrides(deploy)
+    schedule(deploy)
+    deploy.add_argument(
+        "--pool", default=None, help="work pool (default synthpipe; a process pool is created)"
+    )
+    deploy.add_argument(
+        "--working-dir",
+        type=Path,
+        default=None,
+        help="process pools: folder runs start in (default: the current one)",
+    )
+    deploy.add_argument("--paused", action="store_true", help="create with schedules paused")
+    deploy.add_argument("--json", action="store_true", help="end with one JSON line")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve one deployment per config from this process until Ctrl-C",
+        description="Serve one deployment per config from this process (no work pool, no "
+        "worker): scheduled and triggered runs start as subprocesses. Needs a Prefect "
+        "server: $PREFECT_API_URL, e.g. the one synthpipe ui starts.",
+    )
+    configs_and_overrides(serve)
+    schedule(serve)
+    serve.add_argument("--limit", type=int, default=None, help="most runs at once")
+
+    batch = commands.add_parser(
+        "batch", help="run many configs as subflows of one batch flow run, in parallel"
+    )
+    configs_and_overrides(batch)
+    batch.add_argument("--parallel", type=int, default=None, help="configs at once (default 2)")
+    batch.add_argument(
+        "--gpu-slots",
+        type=int,
+        default=None,
+        help="set the global concurrency limit 'gpu' to this many slots (default: create it "
+        "with 1 when missing); runs that use CUDA each hold one",
+    )
+    batch.add_argument("--json", action="store_true", help="end with one JSON line")
+
+    ui = commands.add_parser(
+        "ui",
+        help="start the Prefect UI and the MLflow UI on the local stores until Ctrl-C",
+        description="Start the Prefect UI (on $PREFECT_HOME's database, where runs without "
+        "PREFECT_API_URL are recorded) and the MLflow UI (on the local tracking store) on "
+        "127.0.0.1, on free ports unless given; prints both URLs.",
+    )
+    ui.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store to show (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    ui.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("mlruns"),
+        help="where the MLflow UI keeps artifacts of runs logged through it (default mlruns)",
+    )
+    ui.add_argument("--prefect-port", type=int, default=None)
+    ui.add_argument("--mlflow-port", type=int, default=None)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -201,6 +299,173 @@ def _generators(args: argparse.Namespace) -> int:
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{cls.name:<18} {cls.modality:<9} {summary}")
     return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from flows.deploy import DEFAULT_WORK_POOL, deploy_configs
+
+    pool = args.pool or DEFAULT_WORK_POOL
+    try:
+        problem = _prefect_api_problem()
+        if problem:
+            raise SynthpipeError(problem)
+        made = deploy_configs(
+            args.configs,
+            args.overrides,
+            cron=args.cron,
+            timezone=args.timezone,
+            work_pool=pool,
+            working_dir=args.working_dir,
+            paused=True if args.paused else None,
+        )
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+    for item in made:
+        print(f"deployed {item.describe()} (id {item.deployment_id}, pool {pool})")
+    where = os.environ.get("PREFECT_API_URL") or "the local Prefect database (synthpipe ui)"
+    print(
+        f"runs are scheduled on {where}; start a worker to run them: "
+        f"prefect worker start --pool {pool}"
+    )
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "deployment": item.full_name,
+                        "deployment_id": item.deployment_id,
+                        "config_path": item.config_path,
+                        "overrides": item.overrides,
+                        "cron": item.schedule.cron if item.schedule else None,
+                        "timezone": item.schedule.timezone if item.schedule else None,
+                        "work_pool": pool,
+                    }
+                    for item in made
+                ]
+            )
+        )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flows.deploy import serve_configs
+
+    if args.limit is not None and args.limit < 1:
+        return _fail(f"--limit must be at least 1, got {args.limit}", False, None)
+    if not os.environ.get("PREFECT_API_URL"):
+        return _fail(
+            "serve needs a Prefect server that outlives it: start one (synthpipe ui, or "
+            "prefect server start) and set PREFECT_API_URL=http://127.0.0.1:PORT/api",
+            False,
+            None,
+        )
+
+    def ready(made) -> None:
+        for item in made:
+            print(f"serving {item.describe()}", flush=True)
+        print("Ctrl-C stops serving (and pauses the schedules)", flush=True)
+
+    try:
+        problem = _prefect_api_problem()
+        if problem:
+            raise SynthpipeError(problem)
+        serve_configs(
+            args.configs,
+            args.overrides,
+            cron=args.cron,
+            timezone=args.timezone,
+            limit=args.limit,
+            on_ready=ready,
+        )
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from flows.batch import DEFAULT_MAX_PARALLEL
+    from flows.config import load_config
+
+    parallel = args.parallel if args.parallel is not None else DEFAULT_MAX_PARALLEL
+    try:
+        if parallel < 1:
+            raise SynthpipeError(f"--parallel must be at least 1, got {parallel}")
+        if args.gpu_slots is not None and args.gpu_slots < 1:
+            raise SynthpipeError(f"--gpu-slots must be at least 1, got {args.gpu_slots}")
+        for path in args.configs:  # every config is checked before any work starts
+            load_config(path, args.overrides)
+        problem = _prefect_api_problem()
+        if problem:
+            raise SynthpipeError(problem)
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+
+    from flows.batch import batch
+
+    state = batch(
+        [str(path) for path in args.configs],
+        list(args.overrides),
+        max_parallel=parallel,
+        gpu_slots=args.gpu_slots,
+        return_state=True,
+    )
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    items = state.result(raise_on_failure=False)
+    if isinstance(items, BaseException):
+        raise items  # a bug in the batch flow itself: keep its traceback
+    for item in items:
+        where = item["output"] or item["error"]
+        print(f"{item['status']:<12} {item['name'] or item['config_path']}: {where}")
+    if args.json:
+        print(json.dumps(items))
+    statuses = {item["status"] for item in items}
+    if "failed" in statuses:
+        return EXIT_FAILED
+    return EXIT_QUARANTINED if "quarantined" in statuses else 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from flows.deploy import start_ui
+    from flows.tracking import tracking_uri
+
+    def stop_on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    store = tracking_uri(args.tracking_uri)
+    previous = signal.signal(signal.SIGTERM, stop_on_term)
+    try:
+        print("starting the Prefect and MLflow servers (a first start takes ~30 s)...", flush=True)
+        try:
+            ui = start_ui(store, args.artifacts, args.prefect_port, args.mlflow_port)
+        except SynthpipeError as error:
+            return _fail(error, as_json=False, generator=None)
+        except KeyboardInterrupt:
+            return 0
+        from prefect.settings import get_current_settings
+
+        home = get_current_settings().home
+        print(f"Prefect UI: {ui.prefect_url}  (runs in {home})", flush=True)
+        print(f"MLflow UI:  {ui.mlflow_url}  (store {store})", flush=True)
+        print(
+            f"send runs to this Prefect server with PREFECT_API_URL={ui.prefect_url}/api; "
+            f"logs in {ui.log_dir}; Ctrl-C stops both",
+            flush=True,
+        )
+        try:
+            while ui.prefect.running() and ui.mlflow.running():
+                time.sleep(1)
+            stopped = ui.prefect if not ui.prefect.running() else ui.mlflow
+            print(f"error: {stopped.name} stopped: {stopped.log_tail(300)}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            ui.stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_summary(result) -> None:

@@ -1,0 +1,373 @@
+"""Deployments, schedules, serving and batches against a real `prefect server start`.
+
+A module fixture starts the server on 127.0.0.1 on a free port (its own PREFECT_HOME and
+SQLite database in a temporary folder, telemetry off), waits for /api/health and stops it.
+The CLI, the worker and the served runs are real subprocesses talking to it over HTTP.
+The first tests here need no server: argument and config errors end before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows.cli import EXIT_FAILED, main
+from flows.deploy import ScheduleConfig, ServerError, free_port, prefect_server
+from generators.errors import ConfigError
+from tests.flows.conftest import write_slice_config
+
+WORK_POOL = "synthpipe-test"
+RUN_TIMEOUT_S = 300  # one tiny run in a fresh process: ~40 s on a loaded 2-core machine
+# A tiny, fast run: the Adult slice, GaussianCopula, the slow checks off.
+FAST = {
+    "validation": {"expectations": False, "fidelity": False, "plots": False},
+    "privacy": {"attacks": False},
+}
+
+
+# -- no server needed -------------------------------------------------------------------
+def test_schedule_config_checks_cron_and_timezone():
+    assert ScheduleConfig(cron="0 2 * * *").timezone == "UTC"
+    assert ScheduleConfig(cron="*/15 * * * 1-5", timezone="Europe/Berlin").cron
+    with pytest.raises(ConfigError, match="schedule.cron: 'every day'"):
+        ScheduleConfig(cron="every day")
+    with pytest.raises(ConfigError, match="schedule.timezone: 'Mars/Olympus'"):
+        ScheduleConfig(cron="0 2 * * *", timezone="Mars/Olympus")
+
+
+def test_schedule_block_in_a_config(tmp_path, adult_slice):
+    from flows.config import RunConfig, load_config
+
+    if "schedule" not in RunConfig.model_fields:
+        pytest.skip("RunConfig has no `schedule: ScheduleConfig | None` field yet")
+    path = write_slice_config(tmp_path, adult_slice, schedule={"cron": "30 1 * * *"})
+    assert load_config(path).schedule == ScheduleConfig(cron="30 1 * * *")
+    bad = write_slice_config(tmp_path, adult_slice, schedule={"cron": "61 1 * * *"})
+    with pytest.raises(ConfigError, match="schedule.cron"):
+        load_config(bad)
+
+
+def test_commands_reject_bad_input_before_any_work(tmp_path, write_config, capsys, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    config = str(write_config(**FAST))
+    cases = {
+        "bad cron": (["deploy", config, "--cron", "0 25 * * *"], "--cron"),
+        "timezone alone": (["deploy", config, "--timezone", "UTC"], "--timezone"),
+        "bad config": (["batch", config, "--set", "sample.rows=-1"], "sample.rows"),
+        "bad parallel": (["batch", config, "--parallel", "0"], "--parallel"),
+        "serve needs a server": (["serve", config], "PREFECT_API_URL"),
+        "ui on a server": (["ui", "--tracking-uri", "http://127.0.0.1:1"], "tracking server"),
+    }
+    for case, (argv, named) in cases.items():
+        assert main(argv) == EXIT_FAILED, case
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0], case
+    (tmp_path / "b").mkdir()
+    clash = write_slice_config(tmp_path / "b", tmp_path / "absent.csv", **FAST)
+    assert main(["deploy", config, str(clash)]) == EXIT_FAILED  # same `name` twice
+    assert "name 'adult-slice'" in capsys.readouterr().err
+
+
+# -- a real Prefect server --------------------------------------------------------------
+class Server:
+    def __init__(self, home: Path, port: int):
+        self.url = f"http://127.0.0.1:{port}"
+        self.api_url = f"{self.url}/api"
+        # What every client process gets: the server, a Prefect home of its own, no telemetry.
+        self.env = {
+            **os.environ,
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(home / "client"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "true",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",  # served runs start within ~2 s
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home / "server"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "true",
+        # New deployments' schedules are turned into runs within a few seconds.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "2",
+    }
+    try:
+        process = prefect_server(port, home / "server.log", env=env, cwd=home)
+    except OSError as error:
+        pytest.skip(f"cannot start `prefect server start` at all: {error}")
+    try:
+        process.wait_healthy(timeout_s=240)
+    except ServerError as error:
+        pytest.fail(str(error))
+    try:
+        yield Server(home, port)
+    finally:
+        process.stop()
+        assert not process.running()
+
+
+@pytest.fixture
+def api(server):
+    """This test process's Prefect client settings point at the server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield server
+        drain_prefect_workers()
+
+
+def drain_prefect_workers() -> None:
+    """Send this process's buffered Prefect logs and events now, while the server still
+    listens (as prefect_test_harness does): after it stops they would be retried at exit."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:  # never started
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
+
+
+def _synthpipe(*args: str, env: dict, cwd: Path, timeout: float = 300):
+    exe = shutil.which("synthpipe", path=str(Path(sys.executable).parent))
+    assert exe, "the synthpipe console script is not installed in this environment"
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+    )
+
+
+def _wait_for_final_state(client, flow_run_id, timeout_s: float = RUN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(flow_run_id)
+        if run.state and run.state.is_final():
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} not finished after {timeout_s} s: {run.state}")
+
+
+def _children(client, flow_run_id):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    return client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+        )
+    )
+
+
+def _artifacts(client, flow_run_id):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    return client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+
+
+def _check_published_run(client, flow_run, name: str) -> None:
+    """The deployment's run Completed, its `synthesize` subflow too, with the summary
+    artifact, and the synthetic Parquet file is where the run says."""
+    assert flow_run.state.is_completed(), flow_run.state
+    (synthesize_run,) = _children(client, flow_run.id)
+    assert synthesize_run.state.is_completed() and synthesize_run.flow_id != flow_run.flow_id
+    (summary,) = [a for a in _artifacts(client, synthesize_run.id) if a.type == "markdown"]
+    assert summary.key == f"synthpipe-{name}" and "**published**" in summary.data
+    output = next(line for line in summary.data.splitlines() if line.startswith("- output:"))
+    assert pq.read_table(output.split("`")[1]).num_rows > 0
+
+
+@pytest.mark.slow
+def test_deploy_creates_a_scheduled_deployment_and_a_worker_runs_it(api, tmp_path, adult_slice):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.deployments import run_deployment
+
+    config = write_slice_config(tmp_path, adult_slice, **FAST)
+    done = _synthpipe(
+        "deploy",
+        str(config),
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--pool",
+        WORK_POOL,
+        "--set",
+        "sample.rows=120",
+        "--set",
+        "output.dir=relative-outputs",
+        "--json",
+        env=api.env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (made,) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert made["deployment"] == "synthpipe/adult-slice" and made["work_pool"] == WORK_POOL
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(made["deployment_id"])
+        assert deployment.entrypoint == "flows.batch.run_config"
+        assert deployment.parameters == {
+            "config_path": str(config),
+            "overrides": ["sample.rows=120", "output.dir=relative-outputs"],
+        }
+        assert deployment.work_pool_name == WORK_POOL
+        assert client.read_work_pool(WORK_POOL).type == "process"
+        assert deployment.job_variables == {"working_dir": str(tmp_path)}
+        (schedule,) = deployment.schedules
+        assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+            "0 2 * * *",
+            "Europe/Berlin",
+        )
+        assert schedule.active and not deployment.paused
+
+        # The server's scheduler turns the schedule into runs at 02:00 Berlin time.
+        deadline = time.monotonic() + 60
+        while True:
+            scheduled = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            )
+            if scheduled or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert scheduled, "the scheduler made no runs from the deployment's cron"
+        for run in scheduled:
+            local = run.expected_start_time.astimezone(ZoneInfo("Europe/Berlin"))
+            assert (local.hour, local.minute) == (2, 0) and run.state.is_scheduled()
+            assert run.parameters == deployment.parameters
+            assert local > datetime.now(ZoneInfo("Europe/Berlin"))
+
+        # Trigger a run now; a worker on the pool picks it up and runs it in a process.
+        flow_run = run_deployment(deployment.id, timeout=0)
+        worker = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("prefect")),
+                *("worker", "start", "--pool", WORK_POOL, "--run-once", "--limit", "1"),
+            ],
+            capture_output=True,
+            text=True,
+            env=api.env,
+            cwd=tmp_path,
+            timeout=RUN_TIMEOUT_S,
+        )
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        flow_run = _wait_for_final_state(client, flow_run.id, timeout_s=30)
+        assert flow_run.parameters == deployment.parameters
+        _check_published_run(client, flow_run, "adult-slice")
+        # A relative output.dir resolves in the deployment's working_dir.
+        assert (tmp_path / "relative-outputs" / "adult-slice").is_dir()
+
+
+@pytest.mark.slow
+def test_serve_runs_a_triggered_run_and_pauses_its_schedule_on_stop(api, tmp_path, adult_slice):
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    config = write_slice_config(tmp_path, adult_slice, name="served-slice", **FAST)
+    exe = shutil.which("synthpipe", path=str(Path(sys.executable).parent))
+    serving = subprocess.Popen(
+        [exe, "serve", str(config), "--cron", "*/30 * * * *"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=api.env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(serving.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any(line.startswith("serving synthpipe/served-slice") for line in lines):
+            assert serving.poll() is None, "".join(lines)[-3000:]
+            assert time.monotonic() < deadline, "serve printed nothing in 120 s"
+            time.sleep(0.5)
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("synthpipe/served-slice")
+            assert deployment.work_pool_name is None  # served: no pool, no worker
+            assert [s.schedule.cron for s in deployment.schedules] == ["*/30 * * * *"]
+            flow_run = run_deployment(deployment.id, timeout=0)
+            flow_run = _wait_for_final_state(client, flow_run.id)
+            _check_published_run(client, flow_run, "served-slice")
+            os.killpg(serving.pid, signal.SIGINT)
+            assert serving.wait(timeout=60) == 0, "".join(lines)[-3000:]
+            assert client.read_deployment(deployment.id).paused
+    finally:
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+            serving.wait()
+
+
+@pytest.mark.slow
+def test_batch_runs_configs_as_subflows_and_gpu_runs_never_overlap(
+    api, tmp_path, adult_slice, monkeypatch
+):
+    """Two configs, two threads; both 'use the GPU', so the global limit (1 slot) runs them
+    one after the other: their subflow runs' time spans must not overlap."""
+    from prefect.client.orchestration import get_client
+
+    import flows.batch
+
+    monkeypatch.setattr(flows.batch, "uses_gpu", lambda config: True)
+    limit = "gpu-test"
+    paths = []
+    for name in ("slice-a", "slice-b"):
+        (tmp_path / name).mkdir()
+        paths.append(str(write_slice_config(tmp_path / name, adult_slice, name=name, **FAST)))
+    state = flows.batch.batch(
+        paths, ["sample.rows=100"], max_parallel=2, gpu_limit=limit, return_state=True
+    )
+    assert state.is_completed(), state.message
+    items = state.result()
+    assert [(item["name"], item["status"], item["used_gpu"]) for item in items] == [
+        ("slice-a", "published", True),
+        ("slice-b", "published", True),
+    ]
+    assert all(pq.read_table(item["output"]).num_rows == 100 for item in items)
+
+    with get_client(sync_client=True) as client:
+        gpu = client.read_global_concurrency_limit_by_name(limit)
+        assert (gpu.limit, gpu.active_slots) == (1, 0)
+        batch_run = client.read_flow_run(state.state_details.flow_run_id)
+        (table,) = [a for a in _artifacts(client, batch_run.id) if a.type == "table"]
+        assert table.key == "synthpipe-batch"
+        # Each slot is held around the config's whole subflow, synthesize included.
+        spans = []
+        for item in items:
+            synthesize_run = client.read_flow_run(item["flow_run_id"])
+            assert synthesize_run.state.is_completed()
+            spans.append((synthesize_run.start_time, synthesize_run.end_time))
+        (a_start, a_end), (b_start, b_end) = sorted(spans)
+        assert a_end <= b_start, f"GPU runs overlapped: {spans}"
