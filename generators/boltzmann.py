@@ -739,7 +739,10 @@ class ImageParams(MachineParams):
 
 
 class ImageRBMParams(ImageParams, _RBMShape):
-    pass
+    # 64 hidden units, not the tables' 128: on MNIST t10k (8,000 training images, 30
+    # epochs) 128 fail the privacy gate (DCR share 0.566, 95% CI 0.535-0.597), 64 pass it
+    # (0.483); the dbn (0.515) and dbm (0.507) pass with their defaults.
+    n_hidden: int = Field(64, ge=1)
 
 
 class ImageDBNParams(ImageParams, _DBNShape):
