@@ -207,127 +207,140 @@ def _check_published_run(client, flow_run, name: str) -> None:
     assert pq.read_table(output.split("`")[1]).num_rows > 0
 
 
+class Serving:
+    """`synthpipe serve CONFIG --cron ...` in a subprocess, its output collected."""
+
+    def __init__(self, config: Path, cron: str, env: dict, cwd: Path):
+        exe = shutil.which("synthpipe", path=str(Path(sys.executable).parent))
+        self.process = subprocess.Popen(
+            [exe, "serve", str(config), "--cron", cron],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
+
+    def wait_until_serving(self, deployment: str, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(line.startswith(f"serving {deployment}:") for line in self.lines):
+            assert self.process.poll() is None, "".join(self.lines)[-3000:]
+            assert time.monotonic() < deadline, f"serve printed nothing in {timeout_s} s"
+            time.sleep(0.5)
+
+    def interrupt(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
 @pytest.mark.slow
-def test_deploy_creates_a_scheduled_deployment_and_a_worker_runs_it(api, tmp_path, adult_slice):
+def test_deployed_configs_run_on_a_worker_and_when_served(api, tmp_path, adult_slice):
+    """The two routes side by side (their runs overlap, to keep the test short):
+
+    - `synthpipe deploy` (a subprocess, as a user runs it) creates a deployment with a cron
+      schedule on a process work pool; the server's scheduler makes runs from it; a
+      triggered run is picked up by a real worker and runs in its own process.
+    - `synthpipe serve` registers a deployment without a pool and runs a triggered run
+      itself; interrupted, it exits 0 and pauses the schedule.
+    Both runs are read back through the API: Completed, the synthesize subflow and its
+    summary artifact, and the Parquet output the artifact names.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.deployments import run_deployment
 
-    config = write_slice_config(tmp_path, adult_slice, **FAST)
-    done = _synthpipe(
-        "deploy",
-        str(config),
-        "--cron",
-        "0 2 * * *",
-        "--timezone",
-        "Europe/Berlin",
-        "--pool",
-        WORK_POOL,
-        "--set",
-        "sample.rows=120",
-        "--set",
-        "output.dir=relative-outputs",
-        "--json",
-        env=api.env,
-        cwd=tmp_path,
+    for folder in ("deployed", "served"):
+        (tmp_path / folder).mkdir()
+    config = write_slice_config(tmp_path / "deployed", adult_slice, **FAST)
+    served_config = write_slice_config(
+        tmp_path / "served", adult_slice, name="served-slice", **FAST
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (made,) = json.loads(done.stdout.strip().splitlines()[-1])
-    assert made["deployment"] == "synthpipe/adult-slice" and made["work_pool"] == WORK_POOL
-
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment(made["deployment_id"])
-        assert deployment.entrypoint == "flows.batch.run_config"
-        assert deployment.parameters == {
-            "config_path": str(config),
-            "overrides": ["sample.rows=120", "output.dir=relative-outputs"],
-        }
-        assert deployment.work_pool_name == WORK_POOL
-        assert client.read_work_pool(WORK_POOL).type == "process"
-        assert deployment.job_variables == {"working_dir": str(tmp_path)}
-        (schedule,) = deployment.schedules
-        assert (schedule.schedule.cron, schedule.schedule.timezone) == (
-            "0 2 * * *",
-            "Europe/Berlin",
-        )
-        assert schedule.active and not deployment.paused
-
-        # The server's scheduler turns the schedule into runs at 02:00 Berlin time.
-        deadline = time.monotonic() + 60
-        while True:
-            scheduled = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-            )
-            if scheduled or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert scheduled, "the scheduler made no runs from the deployment's cron"
-        for run in scheduled:
-            local = run.expected_start_time.astimezone(ZoneInfo("Europe/Berlin"))
-            assert (local.hour, local.minute) == (2, 0) and run.state.is_scheduled()
-            assert run.parameters == deployment.parameters
-            assert local > datetime.now(ZoneInfo("Europe/Berlin"))
-
-        # Trigger a run now; a worker on the pool picks it up and runs it in a process.
-        flow_run = run_deployment(deployment.id, timeout=0)
-        worker = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("prefect")),
-                *("worker", "start", "--pool", WORK_POOL, "--run-once", "--limit", "1"),
-            ],
-            capture_output=True,
-            text=True,
+    serving = Serving(served_config, "*/30 * * * *", api.env, tmp_path)
+    try:
+        done = _synthpipe(
+            *("deploy", str(config), "--cron", "0 2 * * *", "--timezone", "Europe/Berlin"),
+            *("--pool", WORK_POOL, "--set", "sample.rows=120"),
+            *("--set", "output.dir=relative-outputs", "--json"),
             env=api.env,
             cwd=tmp_path,
-            timeout=RUN_TIMEOUT_S,
         )
-        assert worker.returncode == 0, worker.stderr[-3000:]
-        flow_run = _wait_for_final_state(client, flow_run.id, timeout_s=30)
-        assert flow_run.parameters == deployment.parameters
-        _check_published_run(client, flow_run, "adult-slice")
-        # A relative output.dir resolves in the deployment's working_dir.
-        assert (tmp_path / "relative-outputs" / "adult-slice").is_dir()
+        assert done.returncode == 0, done.stderr[-3000:]
+        (made,) = json.loads(done.stdout.strip().splitlines()[-1])
+        assert made["deployment"] == "synthpipe/adult-slice" and made["work_pool"] == WORK_POOL
 
-
-@pytest.mark.slow
-def test_serve_runs_a_triggered_run_and_pauses_its_schedule_on_stop(api, tmp_path, adult_slice):
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-
-    config = write_slice_config(tmp_path, adult_slice, name="served-slice", **FAST)
-    exe = shutil.which("synthpipe", path=str(Path(sys.executable).parent))
-    serving = subprocess.Popen(
-        [exe, "serve", str(config), "--cron", "*/30 * * * *"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=api.env,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(serving.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not any(line.startswith("serving synthpipe/served-slice") for line in lines):
-            assert serving.poll() is None, "".join(lines)[-3000:]
-            assert time.monotonic() < deadline, "serve printed nothing in 120 s"
-            time.sleep(0.5)
         with get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("synthpipe/served-slice")
-            assert deployment.work_pool_name is None  # served: no pool, no worker
-            assert [s.schedule.cron for s in deployment.schedules] == ["*/30 * * * *"]
-            flow_run = run_deployment(deployment.id, timeout=0)
-            flow_run = _wait_for_final_state(client, flow_run.id)
-            _check_published_run(client, flow_run, "served-slice")
-            os.killpg(serving.pid, signal.SIGINT)
-            assert serving.wait(timeout=60) == 0, "".join(lines)[-3000:]
-            assert client.read_deployment(deployment.id).paused
+            deployment = client.read_deployment(made["deployment_id"])
+            assert deployment.entrypoint == "flows.batch.run_config"
+            assert deployment.parameters == {
+                "config_path": str(config),
+                "overrides": ["sample.rows=120", "output.dir=relative-outputs"],
+            }
+            assert deployment.work_pool_name == WORK_POOL
+            assert client.read_work_pool(WORK_POOL).type == "process"
+            assert deployment.job_variables == {"working_dir": str(tmp_path)}
+            (schedule,) = deployment.schedules
+            assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+                "0 2 * * *",
+                "Europe/Berlin",
+            )
+            assert schedule.active and not deployment.paused
+
+            # The server's scheduler turns the schedule into runs at 02:00 Berlin time.
+            deadline = time.monotonic() + 60
+            while True:
+                scheduled = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+                )
+                if scheduled or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert scheduled, "the scheduler made no runs from the deployment's cron"
+            now = datetime.now(ZoneInfo("Europe/Berlin"))
+            for run in scheduled:
+                local = run.expected_start_time.astimezone(ZoneInfo("Europe/Berlin"))
+                assert (local.hour, local.minute) == (2, 0) and local > now
+                assert run.state.is_scheduled() and run.parameters == deployment.parameters
+
+            serving.wait_until_serving("synthpipe/served-slice")
+            served = client.read_deployment_by_name("synthpipe/served-slice")
+            assert served.work_pool_name is None  # served: no pool, no worker
+            assert [s.schedule.cron for s in served.schedules] == ["*/30 * * * *"]
+
+            # Trigger both now: the served one starts at once, a worker runs the other.
+            served_run = run_deployment(served.id, timeout=0)
+            worker_run = run_deployment(deployment.id, timeout=0)
+            worker = subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("prefect")),
+                    *("worker", "start", "--pool", WORK_POOL, "--run-once", "--limit", "1"),
+                ],
+                capture_output=True,
+                text=True,
+                env=api.env,
+                cwd=tmp_path,
+                timeout=RUN_TIMEOUT_S,
+            )
+            assert worker.returncode == 0, worker.stderr[-3000:]
+            worker_run = _wait_for_final_state(client, worker_run.id, timeout_s=30)
+            assert worker_run.parameters == deployment.parameters
+            _check_published_run(client, worker_run, "adult-slice")
+            # A relative output.dir resolved in the deployment's working_dir.
+            assert (tmp_path / "relative-outputs" / "adult-slice").is_dir()
+
+            served_run = _wait_for_final_state(client, served_run.id)
+            _check_published_run(client, served_run, "served-slice")
+            assert serving.interrupt() == 0, "".join(serving.lines)[-3000:]
+            assert client.read_deployment(served.id).paused
     finally:
-        if serving.poll() is None:
-            os.killpg(serving.pid, signal.SIGKILL)
-            serving.wait()
+        serving.kill()
 
 
 @pytest.mark.slow
