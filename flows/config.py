@@ -33,6 +33,7 @@ from generators.errors import ConfigError, DataError
 from generators.images import ImageSettings, image_schema, read_images
 from generators.registry import all_generators, generator_class
 from generators.schema import Kind, Schema, infer_schema
+from generators.sequences import SequenceSettings, check_sequences, sequence_schema
 from generators.tables import read_table
 from generators.text import TEXT_COLUMN, TextSettings, read_text
 from validation.privacy import PrivacyPolicy
@@ -47,7 +48,7 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     path: str = Field(description="file or glob; relative paths are against the config's folder")
     format: DataFormat | None = Field(None, description="inferred from the suffix when absent")
-    modality: Literal["table", "image", "text"] = "table"
+    modality: Literal["table", "image", "text", "sequence"] = "table"
     columns: list[str] | None = Field(None, description="column names for header-less files")
     header: bool | None = Field(
         None, description="does the CSV's first row name the columns? default: detect"
@@ -68,6 +69,9 @@ class DataConfig(Strict):
     )
     text: TextSettings = Field(
         default_factory=TextSettings, description="modality text: column, how files are split"
+    )
+    sequence: SequenceSettings | None = Field(
+        None, description="modality sequence (required there): entity and order columns"
     )
 
     def read(self) -> tuple[pd.DataFrame, Schema]:
@@ -102,6 +106,18 @@ class DataConfig(Strict):
             encoding=self.encoding,
             drop=self.drop,
         )
+        if self.modality == "sequence":
+            if self.sequence is None:
+                raise ConfigError(
+                    "data.sequence: required with data.modality: sequence; give at least "
+                    "entity_column and order_column"
+                )
+            frame = check_sequences(frame, self.sequence)
+            # Assembled order columns change the table: infer its Arrow types afresh.
+            arrow = None if self.sequence.order_parts else arrow_schema
+            return frame, sequence_schema(
+                infer_schema(frame, self.column_kinds, arrow), self.sequence
+            )
         return frame, infer_schema(frame, self.column_kinds, arrow_schema)
 
 
@@ -218,6 +234,11 @@ class RunConfig(Strict):
             raise ConfigError(
                 "privacy.similarity_filter_quantile: not available with sample.conditions or "
                 "augment yet; remove one of them"
+            )
+        if self.data.modality == "sequence" and self.data.sequence is None:
+            raise ConfigError(
+                "data.sequence: required with data.modality: sequence; give at least "
+                "entity_column and order_column"
             )
         if self.data.modality != "table":
             table_only = {

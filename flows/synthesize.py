@@ -53,6 +53,7 @@ from generators.errors import DataError, SynthpipeError
 from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
 from generators.registry import generator_class, load_generator, make_generator
 from generators.schema import Schema, infer_schema
+from generators.sequences import SequenceSettings, split_sequences
 from generators.tables import split_holdout, write_parquet_atomic
 from generators.text import TEXT_COLUMN
 from validation import Report
@@ -63,6 +64,12 @@ from validation.images import image_features, image_fidelity_report, image_priva
 from validation.plots import write_plots
 from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
 from validation.protection import SimilarityFilter, merge_rare_categories, sample_filtered
+from validation.sequences import (
+    acf_plot,
+    sequence_expectation_frame,
+    sequence_fidelity_report,
+    sequence_privacy_report,
+)
 from validation.text import (
     mask_pii,
     text_features,
@@ -153,6 +160,10 @@ def ingest(data: DataConfig) -> tuple[pd.DataFrame, Schema]:
 def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/holdout split; the holdout never reaches the generator."""
     try:
+        if config.data.sequence is not None and config.data.modality == "sequence":
+            return split_sequences(
+                frame, config.data.sequence, config.data.holdout_fraction, config.seed
+            )
         return split_holdout(frame, config.data.holdout_fraction, config.seed, config.data.target)
     except DataError as error:  # the split knows the rows, not the file they came from
         raise DataError(f"{config.data.path}: {error}") from None
@@ -192,9 +203,12 @@ def fit(
         # An autoregressive model conditions exactly on the columns it generates first:
         # put the conditioned ones there unless the config chose an order.
         params.setdefault("first_columns", prefix_columns)
-    generator = make_generator(
-        config.generator.name, params, config.generator.device, config.data.modality
-    )
+    if config.data.modality == "sequence":
+        generator = cls(device=config.generator.device, sequence=config.data.sequence, **params)
+    else:
+        generator = make_generator(
+            config.generator.name, params, config.generator.device, config.data.modality
+        )
     budget = config.privacy.dp
     dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
     checkpoint_dir = None
@@ -293,12 +307,17 @@ def check_privacy(
     privacy: PrivacyPolicy,
     seed: int,
     target: str | None,
+    sequence: SequenceSettings | None = None,
 ) -> Report:
     """Disclosure risk of the synthetic table against the holdout: the privacy gate."""
     if schema.names_of("image"):
         return image_privacy_report(train, holdout, synthetic, privacy, seed=seed)
     if schema.names_of("text"):
         return text_privacy_report(train, holdout, synthetic, privacy.text, seed=seed)
+    if sequence is not None:
+        return sequence_privacy_report(
+            train, holdout, synthetic, sequence, privacy, seed=seed, schema=schema
+        )
     return privacy_report(train, holdout, synthetic, schema, privacy, seed=seed, target=target)
 
 
@@ -315,17 +334,18 @@ def check_expectations(
     validate the synthetic table with it; write suite.json, validation_result.json and
     data_docs.html into `folder`."""
     rows = len(synthetic)
-    if config.data.modality != "table":
+    if config.data.modality in ("image", "text"):
         # Images and documents are checked through per-item figures (shape, pixel
         # statistics; lengths, vocabulary), a table like any other.
         model_train, model_schema, synthetic = _described(model_train, synthetic, model_schema)
+    sequence = config.data.sequence if config.data.modality == "sequence" else None
     suite = build_suite(
         model_train,
         model_schema,
         # Bands as wide as a real sample's noise at the size of the holdout (the real
         # reference a reader can check) or of the synthetic table, whichever is smaller.
         batch_rows=min(rows, holdout_rows),
-        row_count=rows,
+        row_count=None if sequence else rows,  # sequences: lengths are drawn, not fixed
         sigmas=config.validation.sigmas,
         seed=config.seed,
         name=config.name,
@@ -335,8 +355,27 @@ def check_expectations(
     (folder / SUITE_FILE).write_text(json.dumps(suite, indent=1))
     (folder / "validation_result.json").write_text(json.dumps(validation.result, indent=1))
     (folder / "data_docs.html").write_text(validation.html)
-    validation.report.blocking = config.validation.on_failure == "fail"
-    return validation.report
+    report = validation.report
+    if sequence is not None:
+        # Per entity (or window): length and each numeric column's lag-1 autocorrelation.
+        real_units = sequence_expectation_frame(model_train, sequence, model_schema)
+        synthetic_units = sequence_expectation_frame(synthetic, sequence, model_schema)
+        unit_suite = build_suite(
+            real_units,
+            infer_schema(real_units),
+            batch_rows=len(synthetic_units),
+            sigmas=config.validation.sigmas,
+            seed=config.seed,
+            name=f"{config.name}-sequences",
+        )
+        units = validate_table(synthetic_units, unit_suite)
+        (folder / "sequence_suite.json").write_text(json.dumps(unit_suite, indent=1))
+        (folder / "sequence_data_docs.html").write_text(units.html)
+        report.metrics.update({f"sequence.{k}": v for k, v in units.report.metrics.items()})
+        report.failures += [f"sequence {line}" for line in units.report.failures]
+        report.passed = report.passed and units.report.passed
+    report.blocking = config.validation.on_failure == "fail"
+    return report
 
 
 @task(cache_policy=NO_CACHE)
@@ -454,6 +493,16 @@ def check_fidelity(
             ]
             report.details["plots"] = [str(p.relative_to(plots_dir.parent)) for p in written]
         return report
+    if config.data.modality == "sequence" and config.data.sequence is not None:
+        sequence = config.data.sequence
+        report = sequence_fidelity_report(
+            train, holdout, synthetic, sequence, seed=config.seed, schema=schema
+        )
+        if config.validation.plots:
+            plots_dir.mkdir(parents=True, exist_ok=True)
+            path = acf_plot(train, synthetic, sequence, plots_dir / "acf.png", schema=schema)
+            report.details["plots"] = [str(path.relative_to(plots_dir.parent))]
+        return report
     if schema.names_of("text"):
         report = text_fidelity_report(
             train, holdout, synthetic, seed=config.seed, max_rows=config.validation.max_rows
@@ -567,7 +616,13 @@ def synthesize(config: RunConfig) -> RunResult:
                     f"'{config.augment.strategy}' goal in {config.data.path}; nothing to generate"
                 )
             print("augment: " + ", ".join(f"{c.describe()} x {c.rows}" for c in conditions))
-        rows = sum(c.rows for c in conditions) if conditions else config.sample.rows or len(train)
+        # For sequences, sample.rows counts entities: by default as many as in training.
+        real_units = (
+            train[config.data.sequence.entity_column].nunique()
+            if config.data.modality == "sequence"
+            else len(train)
+        )
+        rows = sum(c.rows for c in conditions) if conditions else config.sample.rows or real_units
         (staging_dir / "config.yaml").write_text(
             yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
         )
@@ -619,6 +674,7 @@ def synthesize(config: RunConfig) -> RunResult:
                     config.privacy,
                     config.seed,
                     config.data.target,
+                    config.data.sequence if config.data.modality == "sequence" else None,
                 )
             )
         if config.validation.expectations:

@@ -85,7 +85,13 @@ class PARGenerator(SequenceGenerator):
             self._metadata(),
             enforce_min_max_values=p.enforce_min_max_values,
             enforce_rounding=p.enforce_rounding,
-            segment_size=self.sequence.max_length,
+            # SDV drops sequences shorter than segment_size: segment only when some
+            # sequence is longer than the window.
+            segment_size=(
+                self.sequence.max_length
+                if self.sequence.max_length and lengths.max() > self.sequence.max_length
+                else None
+            ),
             epochs=p.epochs,
             sample_size=p.sample_size,
             cuda=resolve_device(self.device) == "cuda",

@@ -35,12 +35,14 @@ from generators.gmm import GaussianMixtureGenerator
 from generators.hmm import HMMGenerator
 from generators.image_gmm import ImageGMMGenerator
 from generators.lda import LDAGenerator
+from generators.par import PARGenerator
 from generators.sdv import (
     CopulaGANGenerator,
     CTGANGenerator,
     GaussianCopulaGenerator,
     TVAEGenerator,
 )
+from generators.sequence_hmm import SequenceHMMGenerator
 from generators.vae import TabularVAEGenerator
 
 # Table generators by name.
@@ -79,10 +81,14 @@ IMAGE_GENERATORS: dict[str, type[Generator]] = {
 TEXT_GENERATORS: dict[str, type[Generator]] = {
     cls.name: cls for cls in (HMMGenerator, LDAGenerator, CharLMGenerator, TextCopyGenerator)
 }
+SEQUENCE_GENERATORS: dict[str, type[Generator]] = {
+    cls.name: cls for cls in (SequenceHMMGenerator, PARGenerator)
+}
 BY_MODALITY: dict[str, dict[str, type[Generator]]] = {
     "table": REGISTRY,
     "image": IMAGE_GENERATORS,
     "text": TEXT_GENERATORS,
+    "sequence": SEQUENCE_GENERATORS,
 }
 
 
