@@ -11,12 +11,20 @@ import torch
 
 from generators.errors import DataError
 from generators.images import image_schema, images_to_frame
-from generators.registry import IMAGE_GENERATORS, TEXT_GENERATORS, load_generator
+from generators.registry import (
+    IMAGE_GENERATORS,
+    SEQUENCE_GENERATORS,
+    TEXT_GENERATORS,
+    load_generator,
+)
 from generators.schema import infer_schema
+from generators.sequences import sequence_schema
 from generators.text import read_text
 from tests.conftest import REPO
 from tests.generators.test_images import digits
 from tests.generators.test_safe_load import _is_plain_data, _RunsCode
+from tests.generators.test_sequences import SETTINGS as SEQUENCE_SETTINGS
+from tests.generators.test_sequences import make_sequence_frame
 
 TINY_IMAGE = {
     "gmm": {"pca_components": 5, "mixture_components": 2},
@@ -33,14 +41,20 @@ TINY_TEXT = {
     "char_lm": {"hidden": 16, "embed": 8, "context": 16, "max_steps": 10},
     "copy": {},
 }
-CASES = [("image", name) for name in sorted(IMAGE_GENERATORS)] + [
-    ("text", name) for name in sorted(TEXT_GENERATORS)
-]
+TINY_SEQUENCE = {"hmm": {"n_states": 2, "n_iter": 3}, "par": {"epochs": 1}}
+REGISTRIES = {
+    "image": (IMAGE_GENERATORS, TINY_IMAGE),
+    "text": (TEXT_GENERATORS, TINY_TEXT),
+    "sequence": (SEQUENCE_GENERATORS, TINY_SEQUENCE),
+}
+CASES = [(modality, name) for modality, (names, _) in REGISTRIES.items() for name in sorted(names)]
+COLUMN = {"image": "image", "text": "text", "sequence": "temp"}
 
 
 def test_every_registered_image_and_text_generator_has_tiny_settings():
     assert set(TINY_IMAGE) == set(IMAGE_GENERATORS)
     assert set(TINY_TEXT) == set(TEXT_GENERATORS)
+    assert set(TINY_SEQUENCE) == set(SEQUENCE_GENERATORS)
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +62,11 @@ def data():
     pixels, labels = digits(200)
     images = images_to_frame(pixels, labels)
     text = read_text(REPO / "data" / "shakespeare" / "coriolanus.txt").head(300)
+    sequences = make_sequence_frame(n_entities=6, length=20, seed=1)
     return {
         "image": (images, image_schema(images)),
         "text": (text, infer_schema(text, {"text": "text"})),
+        "sequence": (sequences, sequence_schema(infer_schema(sequences), SEQUENCE_SETTINGS)),
     }
 
 
@@ -63,9 +79,10 @@ def _one_thread():
 
 
 def _make(modality: str, name: str):
-    registry = IMAGE_GENERATORS if modality == "image" else TEXT_GENERATORS
-    params = (TINY_IMAGE if modality == "image" else TINY_TEXT)[name]
-    return registry[name](device="cpu", **params)
+    registry, tiny = REGISTRIES[modality]
+    if modality == "sequence":
+        return registry[name](device="cpu", sequence=SEQUENCE_SETTINGS, **tiny[name])
+    return registry[name](device="cpu", **tiny[name])
 
 
 @pytest.mark.parametrize(("modality", "name"), CASES)
@@ -79,7 +96,7 @@ def test_contract(modality, name, data, tmp_path):
     # Same seed, same rows; another seed, other rows.
     pd.testing.assert_frame_equal(first, generator.sample(40, seed=5))
     other = generator.sample(40, seed=6)
-    column = "image" if modality == "image" else "text"
+    column = COLUMN[modality]
     assert first[column].tolist() != other[column].tolist()
     # A saved generator loads (by the modality it records) and samples the same rows.
     generator.save(tmp_path / "g")
@@ -88,7 +105,15 @@ def test_contract(modality, name, data, tmp_path):
     pd.testing.assert_frame_equal(loaded.sample(40, seed=5), first)
 
 
-@pytest.mark.parametrize(("modality", "name"), CASES)
+SAFE_CASES = [(m, n) for m, n in CASES if not REGISTRIES[m][0][n].unpickles_on_load]
+
+
+def test_only_the_sdv_par_adapter_unpickles():
+    # Documented in SECURITY.md: load SDV models only from a store you trust.
+    assert sorted(set(CASES) - set(SAFE_CASES)) == [("sequence", "par")]
+
+
+@pytest.mark.parametrize(("modality", "name"), SAFE_CASES)
 def test_swapped_model_files_are_refused_without_running_code(modality, name, data, tmp_path):
     frame, schema = data[modality]
     folder = tmp_path / "model"
