@@ -130,10 +130,28 @@ class GeneratorConfig(Strict):
 class SampleConfig(Strict):
     rows: int | None = Field(None, gt=0, description="default: as many rows as the training set")
     seed: int | None = Field(None, ge=0, lt=2**32, description="default: the run's seed")
+    shard_rows: int | None = Field(
+        None,
+        ge=1000,
+        description="tables: sample in parallel tasks of this many rows, each writing one "
+        "Parquet part of synthetic/; the same seed gives the same parts whatever the workers",
+    )
     conditions: SampleConditions = Field(
         None,
         description="rows with given values: {column: value} (with rows), or a list of "
         "{values: {column: value}, rows: N}",
+    )
+
+
+class RunnerConfig(Strict):
+    """`runner:` where the flow's parallel tasks (sampled shards) run."""
+
+    kind: Literal["threads", "processes", "dask"] = "threads"
+    workers: int | None = Field(None, ge=1, description="default: the CPU count")
+    address: str | None = Field(
+        None,
+        description="dask: an existing cluster's scheduler (tcp://host:8786); default: a "
+        "local cluster of `workers` processes",
     )
 
 
@@ -204,6 +222,7 @@ class RunConfig(Strict):
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
     augment: AugmentConfig | None = Field(
         None, description="generate the rows that reach a class distribution of one column"
     )
@@ -228,6 +247,23 @@ class RunConfig(Strict):
                 "augment: cannot be combined with sample.conditions (augment plans the "
                 "conditions itself); remove one"
             )
+        if self.runner.address and self.runner.kind != "dask":
+            raise ConfigError("runner.address: applies to runner.kind: dask only")
+        if self.sample.shard_rows is not None:
+            combined = {
+                "data.modality": self.data.modality != "table",
+                "sample.conditions": self.sample.conditions is not None,
+                "augment": self.augment is not None,
+                "constraints": bool(self.constraints),
+                "privacy.similarity_filter_quantile": self.privacy.similarity_filter_quantile
+                is not None,
+            }
+            clash = [key for key, present in combined.items() if present]
+            if clash:
+                raise ConfigError(
+                    f"sample.shard_rows: sharded sampling is for plain table runs; not yet "
+                    f"with {', '.join(clash)}: remove one"
+                )
         if self.privacy.similarity_filter_quantile is not None and (
             self.augment is not None or self.sample.conditions is not None
         ):

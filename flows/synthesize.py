@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -28,16 +29,19 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
-from prefect import flow, task
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from flows.config import DataConfig, RunConfig
+from flows.config import DataConfig, RunConfig, RunnerConfig
 from flows.tracking import RunTracker, reachable_tracking_uri
 from generators.base import GENERATOR_FILE, DPBudget
 from generators.conditions import (
@@ -52,7 +56,7 @@ from generators.constraints import Constraints, sample_with_constraints
 from generators.errors import DataError, SynthpipeError
 from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
 from generators.registry import generator_class, load_generator, make_generator
-from generators.schema import Schema, infer_schema
+from generators.schema import Schema, infer_schema, normalize_dtypes
 from generators.sequences import SequenceSettings, split_sequences
 from generators.tables import split_holdout, write_parquet_atomic
 from generators.text import TEXT_COLUMN
@@ -81,6 +85,8 @@ from validation.text import (
 # Every task below has cache_policy=NO_CACHE: tasks take whole tables, which Prefect's
 # default cache policy would hash on every call, for nothing.
 SYNTHETIC_FILE = "synthetic.parquet"
+# sample.shard_rows: synthetic/part-NNNNN.parquet and _manifest.json (readers skip _ files)
+SHARDS_DIR = "synthetic"
 AUGMENTED_FILE = "augmented.parquet"  # augment.merge: real training rows + synthetic rows
 SYNTHETIC_FLAG = "synthetic"
 QUARANTINE_DIR = "quarantine"
@@ -296,6 +302,97 @@ def sample(
         return draw(rows, seed), figures
     synthetic = sample_with_constraints(draw, rows, seed, constraints)
     return generator.reissue_ids(synthetic), figures
+
+
+def shard_seed(seed: int, index: int) -> int:
+    """The seed of shard `index`: a function of the run's seed and the index only, so the
+    parts are the same whatever the number of workers or the order they finish in."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+@task(
+    retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
+)
+def sample_part(
+    model_dir: Path,
+    index: int,
+    start: int,
+    rows: int,
+    seed: int,
+    schema: Schema,
+    parts_dir: Path,
+    metadata: dict[str, str],
+) -> Path:
+    """Rows [start, start + rows) of a sharded sample, written as one Parquet part.
+
+    Identifiers continue from `start`, so they are distinct across parts."""
+    generator = load_generator(model_dir)
+    frame = generator.reissue_ids(generator.sample(rows, seed=shard_seed(seed, index)), start)
+    path = parts_dir / f"part-{index:05d}.parquet"
+    try:
+        return write_parquet_atomic(schema.to_arrow(frame), path, metadata)
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot write {path} ({error.strerror or error}); free space or "
+            "choose a writable output.dir"
+        ) from error
+
+
+@flow(name="sample-shards")
+def sample_shards(
+    model_dir: Path,
+    rows: int,
+    shard_rows: int,
+    seed: int,
+    table_schema: Schema,
+    parts_dir: Path,
+    metadata: dict[str, str],
+) -> list[Path]:
+    """`rows` synthetic rows as parts of `shard_rows`, sampled by parallel tasks on the
+    flow's task runner (runner.kind: threads, processes or dask)."""
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, rows, shard_rows))
+    futures = sample_part.map(
+        unmapped(model_dir),
+        list(range(len(starts))),
+        starts,
+        [min(shard_rows, rows - start) for start in starts],
+        unmapped(seed),
+        unmapped(table_schema),
+        unmapped(parts_dir),
+        unmapped(metadata),
+    )
+    return [future.result() for future in futures]
+
+
+def task_runner(runner: RunnerConfig):
+    """The Prefect task runner `runner:` asks for."""
+    if runner.kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=runner.workers)
+    if runner.kind == "dask":
+        from prefect_dask import DaskTaskRunner  # only runs that ask for Dask import it
+
+        if runner.address:
+            return DaskTaskRunner(address=runner.address)
+        workers = runner.workers or os.cpu_count() or 1
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+        )
+    return ThreadPoolTaskRunner(max_workers=runner.workers)
+
+
+def read_check_sample(parts: list[Path], size: int, seed: int, schema: Schema) -> pd.DataFrame:
+    """A seeded sample of about `size` rows across the parts, in part order: what the
+    checks judge when the output is too large to hold (each part gives its share)."""
+    rng = np.random.default_rng(seed)
+    counts = [pq.read_metadata(part).num_rows for part in parts]
+    total = sum(counts)
+    frames = []
+    for part, count in zip(parts, counts, strict=True):
+        take = min(count, max(1, round(size * count / total)))
+        rows = np.sort(rng.choice(count, take, replace=False))
+        frames.append(pq.read_table(part).take(rows).to_pandas())
+    return schema.conform(normalize_dtypes(pd.concat(frames, ignore_index=True)))
 
 
 @task(cache_policy=NO_CACHE)
@@ -570,7 +667,7 @@ def publish(staging_dir: Path, final_dir: Path) -> Path:
     """Move the complete run folder into place in one rename: the last step of a run."""
     _make_private_dirs(final_dir.parent)
     staging_dir.rename(final_dir)
-    return final_dir / SYNTHETIC_FILE
+    return final_dir
 
 
 # -- the flow ----------------------------------------------------------------------------
@@ -644,18 +741,38 @@ def synthesize(config: RunConfig) -> RunResult:
                 run_root / CHECKPOINTS_DIR,
                 _prefix_columns(conditions, model_schema),
             )
+        sharded = bool(config.sample.shard_rows and rows > config.sample.shard_rows)
         with _timed(timings, "sample_seconds"):
-            synthetic, protection = sample(
-                model_dir,
-                rows,
-                conditions,
-                config.sample_seed,
-                train,
-                holdout,
-                schema,
-                config.privacy,
-                constraints,
-            )
+            if sharded:
+                parts = sample_shards.with_options(task_runner=task_runner(config.runner))(
+                    model_dir,
+                    rows,
+                    config.sample.shard_rows,
+                    config.sample_seed,
+                    model_schema,
+                    staging_dir / SHARDS_DIR,
+                    {
+                        "synthpipe.run_id": run_id,
+                        "synthpipe.generator": config.generator.name,
+                        "synthpipe.seed": str(config.sample_seed),
+                        "synthpipe.config_hash": config.digest(),
+                    },
+                )
+                check_rows = max(len(holdout), config.validation.max_rows, config.privacy.max_rows)
+                synthetic = read_check_sample(parts, check_rows, config.seed, model_schema)
+                protection = {"checked_rows": float(len(synthetic))}
+            else:
+                synthetic, protection = sample(
+                    model_dir,
+                    rows,
+                    conditions,
+                    config.sample_seed,
+                    train,
+                    holdout,
+                    schema,
+                    config.privacy,
+                    constraints,
+                )
         protection["rare_category_rows_merged"] = float(sum(rare_merged.values()))
         if "resumed_from_epoch" in fit_figures:
             timings["resumed_from_epoch"] = fit_figures.pop("resumed_from_epoch")
@@ -731,7 +848,16 @@ def synthesize(config: RunConfig) -> RunResult:
             run_root / run_id if status == "published" else run_root / QUARANTINE_DIR / run_id
         )
         # The published schema is the one the generator learned: it knows the rare placeholder.
-        write_output(synthetic, model_schema, staging_dir, metadata)
+        if sharded:
+            manifest = {
+                **metadata,
+                "rows": rows,
+                "checked_rows": len(synthetic),
+                "parts": [path.name for path in parts],
+            }
+            (staging_dir / SHARDS_DIR / "_manifest.json").write_text(json.dumps(manifest, indent=1))
+        else:
+            write_output(synthetic, model_schema, staging_dir, metadata)
         if config.augment is not None and config.augment.merge:
             write_output(
                 merge_augmented(model_train, synthetic),
@@ -744,8 +870,8 @@ def synthesize(config: RunConfig) -> RunResult:
 
         result = RunResult(
             status=status,
-            output=str(final_dir / SYNTHETIC_FILE),
-            rows=len(synthetic),
+            output=str(final_dir / (SHARDS_DIR if sharded else SYNTHETIC_FILE)),
+            rows=rows if sharded else len(synthetic),
             generator=config.generator.name,
             modality=config.data.modality,
             metrics=metrics,

@@ -241,15 +241,16 @@ class Generator(ABC):
         )
         return self.reissue_ids(frame)
 
-    def reissue_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """`frame` with its identifier columns issued afresh (past the largest real id), so
-        rows gathered from several `sample` calls have distinct ids."""
+    def reissue_ids(self, frame: pd.DataFrame, offset: int = 0) -> pd.DataFrame:
+        """`frame` with its identifier columns issued afresh (past the largest real id, and
+        `offset` further on), so rows gathered from several `sample` calls (or shards
+        starting at `offset`) have distinct ids."""
         if self.schema_ is None:
             raise NotFittedError(f"{self.name}: call fit() before reissue_ids()")
         frame = frame.reset_index(drop=True).copy()
         for name, id_start in self._id_starts.items():
             if name in frame.columns:
-                frame[name] = _fresh_ids(id_start, len(frame), self.schema_[name].dtype)
+                frame[name] = _fresh_ids(id_start + offset, len(frame), self.schema_[name].dtype)
         return frame
 
     def save(self, path: Path) -> None:
