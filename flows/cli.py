@@ -9,6 +9,7 @@ checks failed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -122,6 +123,15 @@ def _add_deployment_commands(commands) -> None:
         type=Path,
         default=None,
         help="process pools: folder runs start in (default: the current one)",
+    )
+    deploy.add_argument(
+        "--job-variable",
+        dest="job_variables",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the pool's job template for these deployments, e.g. "
+        "--job-variable image=registry/synthpipe:cu126 (value read as YAML; repeatable)",
     )
     deploy.add_argument("--paused", action="store_true", help="create with schedules paused")
     deploy.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -317,6 +327,7 @@ def _deploy(args: argparse.Namespace) -> int:
             work_pool=pool,
             working_dir=args.working_dir,
             paused=True if args.paused else None,
+            job_variables=_job_variables(args.job_variables),
         )
     except SynthpipeError as error:
         return _fail(error, as_json=False, generator=None)
@@ -347,6 +358,23 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_variables(items: list[str]) -> dict:
+    import yaml
+
+    variables = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SynthpipeError(
+                f"--job-variable {item!r}: expected KEY=VALUE, e.g. image=registry/synthpipe:1"
+            )
+        try:
+            variables[key.strip()] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            variables[key.strip()] = text
+    return variables
+
+
 def _serve(args: argparse.Namespace) -> int:
     from flows.deploy import serve_configs
 
@@ -363,23 +391,73 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(made) -> None:
         for item in made:
             print(f"serving {item.describe()}", flush=True)
-        print("Ctrl-C stops serving (and pauses the schedules)", flush=True)
+        print("Ctrl-C (or SIGTERM) stops serving and pauses the schedules", flush=True)
 
     try:
         problem = _prefect_api_problem()
         if problem:
             raise SynthpipeError(problem)
-        serve_configs(
-            args.configs,
-            args.overrides,
-            cron=args.cron,
-            timezone=args.timezone,
-            limit=args.limit,
-            on_ready=ready,
-        )
+        with _interrupted_by_signals():
+            serve_configs(
+                args.configs,
+                args.overrides,
+                cron=args.cron,
+                timezone=args.timezone,
+                limit=args.limit,
+                on_ready=ready,
+            )
     except SynthpipeError as error:
         return _fail(error, as_json=False, generator=None)
+    _drain_prefect_or_exit(SERVE_DRAIN_TIMEOUT_S, 0)
     return 0
+
+
+SERVE_DRAIN_TIMEOUT_S = 30.0
+
+
+@contextlib.contextmanager
+def _interrupted_by_signals():
+    """SIGINT and SIGTERM both raise KeyboardInterrupt here, so a long-running command stops
+    cleanly when a terminal, a service manager or a container runtime stops it. SIGINT is
+    set explicitly: a process started in the background by a non-interactive shell
+    inherits it ignored."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _drain_prefect_or_exit(timeout_s: float, code: int) -> None:
+    """Send Prefect's buffered logs and events now, waiting at most `timeout_s`; if they do
+    not drain, end the process with `code` at once. Prefect otherwise drains them at
+    interpreter exit without a time limit, and once (3.9.1, Ctrl-C of a serving process on
+    a loaded machine) that wait never returned."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    pending = 0
+    for service in (APILogWorker, EventsWorker):
+        _, not_done = service.drain_all(timeout=timeout_s)
+        pending += len(not_done)
+    if pending:
+        print(
+            f"warning: Prefect's log and event workers did not drain in {timeout_s:.0f} s; "
+            "exiting without them",
+            file=sys.stderr,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -425,18 +503,13 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    import signal
     import time
 
     from flows.deploy import start_ui
     from flows.tracking import tracking_uri
 
-    def stop_on_term(signum, frame):
-        raise KeyboardInterrupt
-
     store = tracking_uri(args.tracking_uri)
-    previous = signal.signal(signal.SIGTERM, stop_on_term)
-    try:
+    with _interrupted_by_signals():
         print("starting the Prefect and MLflow servers (a first start takes ~30 s)...", flush=True)
         try:
             ui = start_ui(store, args.artifacts, args.prefect_port, args.mlflow_port)
@@ -464,8 +537,6 @@ def _ui(args: argparse.Namespace) -> int:
             return 0
         finally:
             ui.stop()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_summary(result) -> None:

@@ -33,9 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from generators.errors import ConfigError, SynthpipeError
 
 DEFAULT_WORK_POOL = "synthpipe"
-RUN_CONFIG_ENTRYPOINT = (
-    "flows.batch.run_config"  # a module path: works wherever synthpipe is installed
-)
 HOST = "127.0.0.1"
 SERVER_START_TIMEOUT_S = 180.0  # a fresh Prefect database migrates on first start (~20 s here)
 SERVER_STOP_TIMEOUT_S = 20.0
@@ -197,21 +194,24 @@ def deploy_configs(
     work_pool: str = DEFAULT_WORK_POOL,
     working_dir: str | Path | None = None,
     paused: bool | None = None,
+    job_variables: dict[str, Any] | None = None,
 ) -> list[ConfigDeployment]:
     """Create (or update) one deployment per config on `work_pool` via the Prefect API.
 
     On a `process` pool, runs start in `working_dir` (default: the current directory), where
     relative `output.dir` and the default MLflow store (sqlite:///mlflow.db) resolve; a
     worker would otherwise start each run in a fresh temporary folder. Other pool types
-    (kubernetes, docker) take their job variables from the pool or `prefect.yaml`.
+    (kubernetes, docker) take theirs from the pool's template; `job_variables` (e.g.
+    {"image": ...}) override it for these deployments.
     """
     made = config_deployments(config_paths, overrides, cron, timezone)  # validate first
     pool_type = ensure_work_pool(work_pool)
-    job_variables = None
+    variables: dict[str, Any] = {}
     if pool_type == "process":
-        job_variables = {"working_dir": str(Path(working_dir or Path.cwd()).resolve())}
+        variables["working_dir"] = str(Path(working_dir or Path.cwd()).resolve())
+    variables.update(job_variables or {})
     for item in made:
-        item.deployment.job_variables = job_variables or {}
+        item.deployment.job_variables = dict(variables)
         if paused is not None:
             item.deployment.paused = paused
         item.deployment_id = str(item.deployment.apply(work_pool_name=work_pool))

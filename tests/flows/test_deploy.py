@@ -65,6 +65,7 @@ def test_commands_reject_bad_input_before_any_work(tmp_path, write_config, capsy
     cases = {
         "bad cron": (["deploy", config, "--cron", "0 25 * * *"], "--cron"),
         "timezone alone": (["deploy", config, "--timezone", "UTC"], "--timezone"),
+        "job variable": (["deploy", config, "--job-variable", "image"], "--job-variable"),
         "bad config": (["batch", config, "--set", "sample.rows=-1"], "sample.rows"),
         "bad parallel": (["batch", config, "--parallel", "0"], "--parallel"),
         "serve needs a server": (["serve", config], "PREFECT_API_URL"),
@@ -233,7 +234,12 @@ class Serving:
 
     def interrupt(self) -> int:
         os.killpg(self.process.pid, signal.SIGINT)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                "synthpipe serve still runs 90 s after SIGINT: " + "".join(self.lines)[-3000:]
+            ) from None
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -269,6 +275,7 @@ def test_deployed_configs_run_on_a_worker_and_when_served(api, tmp_path, adult_s
             *("deploy", str(config), "--cron", "0 2 * * *", "--timezone", "Europe/Berlin"),
             *("--pool", WORK_POOL, "--set", "sample.rows=120"),
             *("--set", "output.dir=relative-outputs", "--json"),
+            *("--job-variable", 'env={"SYNTHPIPE_DEPLOYED": "yes"}'),
             env=api.env,
             cwd=tmp_path,
         )
@@ -285,7 +292,10 @@ def test_deployed_configs_run_on_a_worker_and_when_served(api, tmp_path, adult_s
             }
             assert deployment.work_pool_name == WORK_POOL
             assert client.read_work_pool(WORK_POOL).type == "process"
-            assert deployment.job_variables == {"working_dir": str(tmp_path)}
+            assert deployment.job_variables == {
+                "working_dir": str(tmp_path),
+                "env": {"SYNTHPIPE_DEPLOYED": "yes"},
+            }
             (schedule,) = deployment.schedules
             assert (schedule.schedule.cron, schedule.schedule.timezone) == (
                 "0 2 * * *",
