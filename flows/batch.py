@@ -36,17 +36,23 @@ DEFAULT_MAX_PARALLEL = 2
 def run_config(config_path: str, overrides: list[str] | None = None) -> dict:
     """Load a YAML run config (with `KEY=VALUE` overrides) and run `synthesize` on it.
 
-    Returns the run's result as a dict (see `RunResult`); a quarantined or failed run ends
-    this flow run in the subflow's Failed state, with its message.
+    Returns the run's result as a dict (see `RunResult`). A quarantined run ends this flow
+    run Failed with the gate's reasons (the result dict as its data); a failed one raises
+    the subflow's error.
     """
     from flows.config import load_config
-    from flows.synthesize import synthesize
+    from flows.synthesize import RunResult, synthesize
 
     config = load_config(config_path, list(overrides or []))
     state = synthesize(config, return_state=True)
-    if not state.is_completed():
-        return state  # the flow run ends in the subflow's state (quarantined or failed)
-    return state.result().to_dict()
+    if state.is_completed():
+        return state.result().to_dict()
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, RunResult):  # quarantined: Failed with the gate's reasons
+        return Failed(message=state.message, data=outcome.to_dict())
+    if isinstance(outcome, BaseException):
+        raise outcome  # this flow run fails with the subflow's error, e.g. a DataError
+    raise RuntimeError(f"synthesize ended {state.type.value}: {state.message}")
 
 
 def uses_gpu(config) -> bool:
@@ -109,7 +115,6 @@ def run_one(config_path: str, overrides: list[str], gpu_limit: str) -> BatchItem
     """Run one config as a `run_config` subflow, holding a `gpu_limit` slot when it may use
     the GPU. Never raises for a failed run: the batch reports every config."""
     from flows.config import load_config
-    from flows.synthesize import RunResult
     from flows.tracking import tracking_uri
     from generators.errors import SynthpipeError
 
@@ -136,9 +141,9 @@ def run_one(config_path: str, overrides: list[str], gpu_limit: str) -> BatchItem
         item.flow_run_id = result["flow_run_id"]
         return item
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, RunResult):  # quarantined: the data went to quarantine/
-        item.status, item.output = "quarantined", outcome.output
-        item.mlflow_run_id, item.flow_run_id = outcome.mlflow_run_id, outcome.flow_run_id
+    if isinstance(outcome, dict) and outcome.get("status") == "quarantined":
+        item.status, item.output = "quarantined", outcome["output"]  # under quarantine/
+        item.mlflow_run_id, item.flow_run_id = outcome["mlflow_run_id"], outcome["flow_run_id"]
     item.error = " ".join(str(state.message or outcome).split())[:2000]
     return item
 

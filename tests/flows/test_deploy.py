@@ -355,40 +355,55 @@ def test_deployed_configs_run_on_a_worker_and_when_served(api, tmp_path, adult_s
 
 @pytest.mark.slow
 def test_batch_runs_configs_as_subflows_and_gpu_runs_never_overlap(
-    api, tmp_path, adult_slice, monkeypatch
+    api, tmp_path, adult_slice, monkeypatch, capsys
 ):
-    """Two configs, two threads; both 'use the GPU', so the global limit (1 slot) runs them
-    one after the other: their subflow runs' time spans must not overlap."""
+    """`synthpipe batch` on four configs, two threads. Two 'use the GPU', so the global
+    limit `gpu` (1 slot) runs them one after the other: their subflow runs' time spans must
+    not overlap. One config's generator copies its training rows: it is quarantined. One
+    config's data file is missing: it fails alone, named in the report."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     import flows.batch
 
-    monkeypatch.setattr(flows.batch, "uses_gpu", lambda config: True)
-    limit = "gpu-test"
+    gpu_runs = {"slice-a", "slice-b"}  # the others run beside them, holding no slot
+    monkeypatch.setattr(flows.batch, "uses_gpu", lambda config: config.name in gpu_runs)
     paths = []
-    for name in ("slice-a", "slice-b"):
+    for name in ("slice-a", "slice-copy", "slice-b", "slice-missing"):
         (tmp_path / name).mkdir()
-        paths.append(str(write_slice_config(tmp_path / name, adult_slice, name=name, **FAST)))
-    state = flows.batch.batch(
-        paths, ["sample.rows=100"], max_parallel=2, gpu_limit=limit, return_state=True
-    )
-    assert state.is_completed(), state.message
-    items = state.result()
+        data = adult_slice if name != "slice-missing" else tmp_path / "absent.csv"
+        generator = {"name": "copy", "params": {}} if name == "slice-copy" else {}
+        paths.append(
+            str(write_slice_config(tmp_path / name, data, name=name, generator=generator, **FAST))
+        )
+    argv = ["batch", *paths, "--set", "sample.rows=100", "--parallel", "2", "--gpu-slots", "1"]
+    assert main([*argv, "--json"]) == EXIT_FAILED
+    out = capsys.readouterr().out.strip().splitlines()
+    items = json.loads(out[-1])
     assert [(item["name"], item["status"], item["used_gpu"]) for item in items] == [
         ("slice-a", "published", True),
+        ("slice-copy", "quarantined", False),
         ("slice-b", "published", True),
+        ("slice-missing", "failed", False),
     ]
-    assert all(pq.read_table(item["output"]).num_rows == 100 for item in items)
+    published = [items[0], items[2]]
+    assert "/quarantine/" in items[1]["output"] and "repeats training rows" in items[1]["error"]
+    assert "absent.csv" in items[3]["error"] and "absent.csv" in out[-2]
+    assert all(pq.read_table(item["output"]).num_rows == 100 for item in published)
 
     with get_client(sync_client=True) as client:
-        gpu = client.read_global_concurrency_limit_by_name(limit)
+        gpu = client.read_global_concurrency_limit_by_name("gpu")
         assert (gpu.limit, gpu.active_slots) == (1, 0)
-        batch_run = client.read_flow_run(state.state_details.flow_run_id)
-        (table,) = [a for a in _artifacts(client, batch_run.id) if a.type == "table"]
-        assert table.key == "synthpipe-batch"
+        (table,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["synthpipe-batch"]))
+        )
+        batch_run = client.read_flow_run(table.flow_run_id)
+        assert batch_run.state.is_failed() and "2 of 4 configs not published" in (
+            batch_run.state.message
+        )
         # Each slot is held around the config's whole subflow, synthesize included.
         spans = []
-        for item in items:
+        for item in published:
             synthesize_run = client.read_flow_run(item["flow_run_id"])
             assert synthesize_run.state.is_completed()
             spans.append((synthesize_run.start_time, synthesize_run.end_time))
