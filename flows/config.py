@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from flows.deploy import ScheduleConfig
 from generators.base import validate_params
 from generators.conditions import AugmentConfig, Condition, SampleConditions, parse_conditions
 from generators.constraints import Constraint
@@ -223,6 +224,9 @@ class RunConfig(Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    schedule: ScheduleConfig | None = Field(
+        None, description="when `synthpipe deploy`/`serve` runs this config: {cron, timezone}"
+    )
     augment: AugmentConfig | None = Field(
         None, description="generate the rows that reach a class distribution of one column"
     )
@@ -310,7 +314,9 @@ class RunConfig(Strict):
 
     def digest(self) -> str:
         """A short hash of the validated config, stored in the output's metadata."""
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        # The schedule says when to run, not what: it does not change the output.
+        settings = self.model_dump(mode="json", by_alias=True, exclude={"schedule"})
+        canonical = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def flat(self) -> dict[str, str]:
