@@ -164,7 +164,7 @@ class Generator(ABC):
                 f"'{self.name}' cannot model; use an image generator (data.modality: image)"
             )
         self.schema_ = schema
-        self._id_starts = {name: _id_start(data[name]) for name in schema.names_of("id")}
+        self._id_starts = {name: first_fresh_id(data[name]) for name in schema.names_of("id")}
         modelled = self.modelled_columns
         if not modelled:
             raise DataError("every column is an identifier; there is nothing to model")
@@ -194,7 +194,7 @@ class Generator(ABC):
                 progress.update(rows)
         frame = pd.concat(shards, ignore_index=True)
         for name, id_start in self._id_starts.items():
-            frame[name] = _fresh_ids(id_start, n, self.schema_[name].dtype)
+            frame[name] = fresh_ids(id_start, n, self.schema_[name].dtype)
         return self.schema_.conform(frame)
 
     def sample_conditioned(
@@ -227,7 +227,7 @@ class Generator(ABC):
                     shards.append(self._sample_conditioned(rows, checked).reset_index(drop=True))
             frame = pd.concat(shards, ignore_index=True)
             for name, id_start in self._id_starts.items():
-                frame[name] = _fresh_ids(id_start, n, self.schema_[name].dtype)
+                frame[name] = fresh_ids(id_start, n, self.schema_[name].dtype)
             frame = self.schema_.conform(frame)
             if not matches(frame, checked).all():  # a bug in a generator's native path
                 raise AssertionError(f"{self.name}: native conditioning returned other rows")
@@ -250,7 +250,7 @@ class Generator(ABC):
         frame = frame.reset_index(drop=True).copy()
         for name, id_start in self._id_starts.items():
             if name in frame.columns:
-                frame[name] = _fresh_ids(id_start + offset, len(frame), self.schema_[name].dtype)
+                frame[name] = fresh_ids(id_start + offset, len(frame), self.schema_[name].dtype)
         return frame
 
     def save(self, path: Path) -> None:
@@ -389,14 +389,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _id_start(values: pd.Series) -> int:
+def first_fresh_id(values: pd.Series) -> int:
     """Fresh integer ids start past the largest real one, so no real id is ever re-issued."""
     if pd.api.types.is_numeric_dtype(values.dtype) and values.notna().any():
         return int(values.max()) + 1
     return 0
 
 
-def _fresh_ids(start: int, n: int, dtype: str) -> pd.Series:
+def fresh_ids(start: int, n: int, dtype: str) -> pd.Series:
     numbers = np.arange(start, start + n)
     if "int" in dtype.lower():
         return pd.Series(numbers, dtype=dtype)

@@ -57,7 +57,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from generators.base import SAMPLE_SHARD_ROWS, DPBudget, Generator, seeded
+from generators.base import (
+    SAMPLE_SHARD_ROWS,
+    DPBudget,
+    Generator,
+    first_fresh_id,
+    fresh_ids,
+    seeded,
+)
 from generators.errors import ConfigError, DataError, NotFittedError
 from generators.schema import Column, Schema
 
@@ -441,11 +448,11 @@ class SequenceGenerator(Generator):
             )
         self.schema_ = schema
         self._id_starts = {
-            name: _integer_start(frame[name])
+            name: first_fresh_id(frame[name])
             for name in schema.names_of("id")
             if name != settings.entity_column
         }
-        self.entity_start_ = _integer_start(frame[settings.entity_column])
+        self.entity_start_ = first_fresh_id(frame[settings.entity_column])
         lengths = entity_lengths(frame, settings.entity_column)
         self.lengths_ = lengths
         self.step_ = most_common_step(frame, settings)
@@ -512,12 +519,12 @@ class SequenceGenerator(Generator):
         frame = pd.concat(shards, ignore_index=True)
         rows = int(lengths.sum())
         for name, id_start in self._id_starts.items():
-            frame[name] = _fresh(id_start, rows, self.schema_[name].dtype)
+            frame[name] = fresh_ids(id_start, rows, self.schema_[name].dtype)
         entity, order = settings.entity_column, settings.order_column
         frame[entity] = pd.NA
         frame[order] = pd.NA
         out = self.schema_.conform(frame)
-        ids = _fresh(self.entity_start_, n, self.schema_[entity].dtype)
+        ids = fresh_ids(self.entity_start_, n, self.schema_[entity].dtype)
         out[entity] = ids.repeat(lengths).reset_index(drop=True).astype(self.schema_[entity].dtype)
         out[order] = self._order_values(starts, lengths)
         return out
@@ -598,18 +605,3 @@ def _shards(lengths: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
         rows += int(length)
     out.append((low, len(lengths)))
     return out
-
-
-def _integer_start(values: pd.Series) -> int:
-    """Fresh integer ids start past the largest real one (strings start at 0: `syn-…`)."""
-    if pd.api.types.is_numeric_dtype(values.dtype) and values.notna().any():
-        return int(values.max()) + 1
-    return 0
-
-
-def _fresh(start: int, n: int, dtype: str) -> pd.Series:
-    numbers = np.arange(start, start + n)
-    if "int" in dtype.lower():
-        return pd.Series(numbers, dtype=dtype)
-    width = max(4, len(str(start + n)))
-    return pd.Series([f"syn-{i:0{width}d}" for i in numbers], dtype=dtype)
