@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import threading
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -66,20 +67,30 @@ def resolve_device(device: Device) -> str:
     return device
 
 
+# The RNGs `seeded` sets are process-wide: two threads inside it at once (Prefect's thread
+# task runner, a batch of configs in threads) would draw from each other's streams and
+# break "same seed, same output". Seeded sections therefore run one thread at a time;
+# processes (runner.kind: processes or dask) run in parallel.
+_RNG_LOCK = threading.RLock()
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed Python's, NumPy's and torch's global RNGs, restoring their state afterwards."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    torch_state = torch.random.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.random.set_rng_state(torch_state)
+    """Seed Python's, NumPy's and torch's global RNGs, restoring their state afterwards.
+
+    Holds a process-wide lock meanwhile (see _RNG_LOCK)."""
+    with _RNG_LOCK:
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        torch_state = torch.random.get_rng_state()
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+            torch.random.set_rng_state(torch_state)
 
 
 def validate_params(params_model: type[Params], params: dict[str, Any], where: str) -> Params:
