@@ -289,7 +289,12 @@ class Generator(ABC):
         meta = json.loads((path / GENERATOR_FILE).read_text())
         if meta["name"] != cls.name:
             raise DataError(f"{path} holds a '{meta['name']}' generator, not '{cls.name}'")
-        generator = cls(device=meta["device"], **meta["params"])
+        device = meta["device"]
+        if device == "cuda" and not torch.cuda.is_available():
+            # Trained on a GPU worker, loaded where there is none (a CPU server, a laptop):
+            # the state is saved as CPU tensors, so the model samples on the CPU.
+            device = "cpu"
+        generator = cls(device=device, **meta["params"])
         generator.schema_ = Schema.load(path / SCHEMA_FILE)
         generator._id_starts = meta["id_starts"]
         generator.losses_ = meta["losses"]

@@ -6,6 +6,7 @@ column (`model_frame_shared`); tests that need another table fit their own.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from generators.base import Generator, seeded
 from generators.errors import DataError, NotFittedError
@@ -184,6 +186,19 @@ def test_save_load_round_trip_gives_identical_samples(fitted: Fitted, tmp_path) 
     assert loaded.schema_.arrow_schema.equals(original.schema_.arrow_schema)
     assert loaded.losses_ == original.losses_
     pd.testing.assert_frame_equal(loaded.sample(120, seed=9), original.sample(120, seed=9))
+
+
+def test_a_model_saved_on_a_gpu_worker_samples_the_same_rows_without_one(
+    fitted: Fitted, tmp_path, monkeypatch
+) -> None:
+    # generator.json records device 'cuda' when a config asked for it; a CPU-only host that
+    # serves the model must still load it (state is saved as CPU tensors).
+    fitted.generator.save(tmp_path / "g")
+    meta_file = tmp_path / "g" / "generator.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "device": "cuda"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = load_generator(tmp_path / "g")
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=4), fitted.generator.sample(50, seed=4))
 
 
 @pytest.mark.parametrize("name", NAMES)

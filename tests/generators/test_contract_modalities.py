@@ -5,6 +5,8 @@ files never runs code."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -103,6 +105,21 @@ def test_contract(modality, name, data, tmp_path):
     loaded = load_generator(tmp_path / "g")
     assert type(loaded) is type(generator)
     pd.testing.assert_frame_equal(loaded.sample(40, seed=5), first)
+
+
+@pytest.mark.parametrize(("modality", "name"), CASES)
+def test_a_model_saved_on_a_gpu_worker_loads_without_one(
+    modality, name, data, tmp_path, monkeypatch
+):
+    frame, schema = data[modality]
+    generator = _make(modality, name).fit(frame, schema, seed=0)
+    generator.save(tmp_path / "g")
+    meta_file = tmp_path / "g" / "generator.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "device": "cuda"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pd.testing.assert_frame_equal(
+        load_generator(tmp_path / "g").sample(20, seed=4), generator.sample(20, seed=4)
+    )
 
 
 SAFE_CASES = [(m, n) for m, n in CASES if not REGISTRIES[m][0][n].unpickles_on_load]
