@@ -20,7 +20,7 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site
 fi
 if [ -d .gpu/data ] && [ ! -d ../shared/data ]; then
-  mkdir -p ../shared && cp -r .gpu/data ../shared/
+  mkdir -p ../shared && cp -rL .gpu/data ../shared/
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 "$PYTHON" -c "import numpy, pandas, pyarrow, torch, pydantic; print('numpy', numpy.__version__, 'pandas', pandas.__version__, 'pyarrow', pyarrow.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/device.txt"

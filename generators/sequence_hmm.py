@@ -155,6 +155,13 @@ class SequenceHMMState:
     def n_states(self) -> int:
         return self.log_start.shape[0]
 
+    def to(self, device: str | torch.device) -> SequenceHMMState:
+        moved = {
+            name: [t.to(device) for t in value] if isinstance(value, list) else value.to(device)
+            for name, value in self.tensors().items()
+        }
+        return SequenceHMMState(**moved)
+
     def tensors(self) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
@@ -597,8 +604,12 @@ class SequenceHMMGenerator(SequenceGenerator):
     # -- sampling ------------------------------------------------------------------------------
     def _sample_sequences(self, lengths: np.ndarray) -> pd.DataFrame:
         """One Markov chain per entity over its whole length (see the module docstring);
-        numeric values are drawn step by step where the emission is autoregressive."""
-        state, enc = self.state_, self.encoding_
+        numeric values are drawn step by step where the emission is autoregressive.
+
+        Always on the CPU: the chains advance one time step at a time over a few entities,
+        where a GPU spends its time launching tiny kernels (10 Beijing stations x 35k hours
+        took minutes on an H200 against 19 s on its CPU; benchmarks/gpu_speed.py)."""
+        state, enc = self.state_.to("cpu"), self.encoding_
         n, width = len(lengths), int(lengths.max())
         paths = sample_states(state.log_start, state.log_transition, n, width)  # (n, T)
         device = paths.device
@@ -615,7 +626,7 @@ class SequenceHMMGenerator(SequenceGenerator):
                 where = [enc.numeric.index(name) for name in enc.indicator]
                 draws = torch.bernoulli(state.log_missing.exp()[paths])  # (n, T, M)
                 blank[..., where] = draws.bool()
-            values = self._draw_numeric(paths, noise, blank)[keep].cpu().numpy()
+            values = self._draw_numeric(state, paths, noise, blank)[keep].cpu().numpy()
             values = values * np.asarray(enc.scales) + np.asarray(enc.centers)
             values[blank[keep].cpu().numpy()] = np.nan
             for j, name in enumerate(enc.numeric):
@@ -638,11 +649,14 @@ class SequenceHMMGenerator(SequenceGenerator):
         return frame[self.value_columns]
 
     def _draw_numeric(
-        self, paths: torch.Tensor, noise: torch.Tensor, blank: torch.Tensor
+        self,
+        state: SequenceHMMState,
+        paths: torch.Tensor,
+        noise: torch.Tensor,
+        blank: torch.Tensor,
     ) -> torch.Tensor:
         """(n, T, D) standardised values: the plain Gaussian where there is no observed
         previous value (an entity's first row, after a missing value), else the AR(1)."""
-        state = self.state_
         plain = state.means[paths] + state.variances[paths].sqrt() * noise
         if self.params.emission == "gaussian":
             return plain
