@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from generators.base import Generator, Params, resolve_device
 from generators.encoding import TokenEncoder
 from generators.errors import ConfigError
 from generators.schema import Schema
+from generators.streaming import ParquetSource, encoded_chunks, minibatches
 
 WEIGHTS_FILE = "autoregressive.pt"
 STATE_FILE = "autoregressive.json"
@@ -209,6 +211,7 @@ class AutoregressiveGenerator(Generator):
     Params = AutoregressiveParams
     resumable = True
     supports_conditions = True
+    supports_streaming = True
 
     def _ordered_schema(self, data: pd.DataFrame) -> Schema:
         """The schema with `first_columns` moved to the front, in their order."""
@@ -231,9 +234,7 @@ class AutoregressiveGenerator(Generator):
     def _fit(self, data: pd.DataFrame) -> None:
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
-        self.encoder_ = TokenEncoder(
-            params.n_bins, params.min_bin_rows, params.bin_quantiles, params.differences
-        ).fit(data, self._ordered_schema(data))
+        self.encoder_ = self._new_encoder(data)
         tokens = torch.from_numpy(self.encoder_.transform(data))
         order = torch.randperm(len(tokens))
         n_validation = (
@@ -244,6 +245,66 @@ class AutoregressiveGenerator(Generator):
         self.model_ = self._new_model()
         self.model_.start_at_marginals(train)
         self.model_.to(device)
+
+        def epoch_batches(epoch: int) -> Iterator[torch.Tensor]:
+            for batch in torch.randperm(len(train), device=device).split(params.batch_size):
+                yield train[batch]
+
+        self._train(epoch_batches, validation, device)
+
+    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+        """Train on passes over `source` in bounded memory. What differs from `fit`:
+
+        - the token bins (quantiles, point masses, within-bin quantiles; min_bin_rows
+          counted in the sample) and the categories are fitted on a seeded uniform sample
+          of `sample_rows` rows (all rows when there are fewer); a category missing from
+          the sample (rarer than about 1 in `sample_rows`) maps to its column's token 0, as
+          unseen categories do in `transform`;
+        - the validation set is the sample's first `validation_fraction` share (a uniform
+          subsample: the sample comes in random order), left out of training, so it is at
+          most validation_fraction x sample_rows rows rather than that share of all rows;
+        - the heads start at the marginals of the sample's training rows;
+        - minibatches are shuffled within `chunk_rows`-row chunks that the source's shuffle
+          buffer mixes from several row groups, not over the whole table.
+        """
+        params: AutoregressiveParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        stream_seed = int(np.random.randint(2**31))
+        rows = source.sample_row_numbers(sample_rows, stream_seed)
+        sample = source.read_rows(rows)
+        self.encoder_ = self._new_encoder(sample)
+        tokens = torch.from_numpy(self.encoder_.transform(sample))
+        del sample
+        n_validation = (
+            int(round(params.validation_fraction * len(tokens))) if len(tokens) >= 20 else 0
+        )
+        validation = tokens[:n_validation].to(device)
+        train = source.excluding(rows[:n_validation])
+        self.model_ = self._new_model()
+        self.model_.start_at_marginals(tokens[n_validation:])
+        self.model_.to(device)
+
+        def encode(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+            return self.encoder_.transform(frame)
+
+        def epoch_batches(epoch: int) -> Iterator[torch.Tensor]:
+            chunks = encoded_chunks(train, chunk_rows, stream_seed, epoch, encode)
+            for batch in minibatches(chunks, params.batch_size):
+                yield batch.to(device)
+
+        self._train(epoch_batches, validation, device)
+
+    def _new_encoder(self, data: pd.DataFrame) -> TokenEncoder:
+        params: AutoregressiveParams = self.params  # type: ignore[assignment]
+        return TokenEncoder(
+            params.n_bins, params.min_bin_rows, params.bin_quantiles, params.differences
+        ).fit(data, self._ordered_schema(data))
+
+    def _train(self, epoch_batches, validation: torch.Tensor, device: torch.device) -> None:
+        """Epochs over `epoch_batches(epoch)` (token minibatches), early stopping on the
+        validation loss when there is a validation set (the best epoch's weights are kept),
+        a checkpoint after every epoch."""
+        params: AutoregressiveParams = self.params  # type: ignore[assignment]
         optimizer = torch.optim.AdamW(
             self.model_.parameters(),
             lr=params.learning_rate,
@@ -267,15 +328,16 @@ class AutoregressiveGenerator(Generator):
             total=params.epochs,
         ):
             self.model_.train()
-            total = 0.0
-            for batch in torch.randperm(len(train), device=device).split(params.batch_size):
-                loss = self._loss(train[batch])
+            total, rows = 0.0, 0
+            for batch in epoch_batches(epoch_index):
+                loss = self._loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.item() * len(batch)
-            epoch = {"train": total / len(train)}
-            if n_validation:
+                rows += len(batch)
+            epoch = {"train": total / rows}
+            if len(validation):
                 epoch["validation"] = self._evaluate(validation)
                 if epoch["validation"] < best:
                     best, stale = epoch["validation"], 0

@@ -15,7 +15,7 @@ import random
 import threading
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from generators.conditions import MAX_TRIES_FACTOR, check_values, matches, rejection_sample
 from generators.errors import ConfigError, DataError, NotFittedError
 from generators.schema import Schema
+from generators.streaming import ParquetSource
 
 Device = Literal["auto", "cpu", "cuda"]
 # Large samples are drawn in shards of this many rows, each with its own derived seed, so
@@ -38,6 +39,10 @@ SAMPLE_SHARD_ROWS = 100_000
 GENERATOR_FILE = "generator.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 SCHEMA_FILE = "schema.json"
+# Streaming fits: rows of the seeded sample the encoding is fitted on (and the validation
+# set is taken from), and rows per batch read from the source (see fit_stream).
+STREAM_SAMPLE_ROWS = 100_000
+STREAM_CHUNK_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,9 @@ class Generator(ABC):
     # True for generators that can draw rows with given values directly (`_sample_conditioned`,
     # for the values `_conditions_natively` accepts); the others condition by rejection.
     supports_conditions: ClassVar[bool] = False
+    # True for generators that train by minibatches from a stream of row batches
+    # (`fit_stream` on a larger-than-memory Parquet source); the others load the whole table.
+    supports_streaming: ClassVar[bool] = False
 
     def __init__(self, device: Device = "auto", **params: Any) -> None:
         self.device = device
@@ -158,7 +166,84 @@ class Generator(ABC):
         self.dp_ = dp
         if len(data) == 0:
             raise DataError("cannot fit a generator on an empty table")
-        missing = [name for name in schema.names if name not in data.columns]
+        self._check_schema(schema, data.columns)
+        self.schema_ = schema
+        self._id_starts = {name: first_fresh_id(data[name]) for name in schema.names_of("id")}
+        return self._seeded_fit(
+            seed, lambda modelled: self._fit(data[modelled].reset_index(drop=True))
+        )
+
+    def fit_stream(
+        self,
+        source: ParquetSource,
+        schema: Schema,
+        *,
+        seed: int = 0,
+        checkpoint_dir: Path | None = None,
+        sample_rows: int = STREAM_SAMPLE_ROWS,
+        chunk_rows: int = STREAM_CHUNK_ROWS,
+    ) -> Self:
+        """Fit on the rows of `source` (a `generators.streaming.ParquetSource`, e.g. a
+        Parquet file larger than memory) without loading them all. Returns self.
+
+        Generators with `supports_streaming` fit their encoding on a seeded uniform sample
+        of `sample_rows` rows and train on passes of `chunk_rows`-row batches (each
+        generator's `_fit_stream` docstring says what differs from `fit`); at most a
+        sample and a few chunks are in memory. Identifier columns are re-issued past the
+        largest value in one pass over those columns. The others raise ConfigError. No DP
+        (Opacus samples batches from the whole table). Same source and seed, same model.
+        """
+        if not self.supports_streaming:
+            from generators.registry import REGISTRY  # registry imports every generator
+
+            streaming = sorted(name for name, cls in REGISTRY.items() if cls.supports_streaming)
+            raise ConfigError(
+                f"data.stream: generator '{self.name}' loads the whole table and cannot "
+                f"train from a stream; the table generators that can are {streaming} (see "
+                "docs/large-data.md), or read the table into memory"
+            )
+        if sample_rows < 1 or chunk_rows < 1:
+            raise ConfigError(
+                f"sample_rows and chunk_rows must be >= 1 ({sample_rows}, {chunk_rows})"
+            )
+        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resumed_from_ = None
+        self.dp_ = None
+        self._check_schema(schema, source.columns)
+        if len(source) == 0:
+            raise DataError(f"{source.path}: no rows to fit a generator on")
+        self.schema_ = schema
+        ids = schema.names_of("id")
+        self._id_starts = dict.fromkeys(ids, 0)
+        if ids:  # one pass over the identifier columns only
+            for frame in source.select(ids, schema).scan(chunk_rows):
+                for name in ids:
+                    self._id_starts[name] = max(self._id_starts[name], first_fresh_id(frame[name]))
+        return self._seeded_fit(
+            seed,
+            lambda modelled: self._fit_stream(
+                source.select(modelled, schema), sample_rows, chunk_rows
+            ),
+        )
+
+    def _seeded_fit(self, seed: int, fit: Callable[[list[str]], None]) -> Self:
+        """Run `fit(modelled columns)` with every RNG seeded; a failed fit leaves an unfitted
+        generator, not a half-fitted one."""
+        modelled = self.modelled_columns
+        if not modelled:
+            raise DataError("every column is an identifier; there is nothing to model")
+        self.losses_ = []
+        try:
+            with seeded(seed):
+                fit(modelled)
+        except BaseException:
+            self.schema_ = None
+            raise
+        return self
+
+    def _check_schema(self, schema: Schema, columns) -> None:
+        """The training columns hold the schema's, and no kind this generator cannot model."""
+        missing = [name for name in schema.names if name not in columns]
         if missing:
             raise DataError(f"training data lacks the schema's columns {missing}")
         text = schema.names_of("text")
@@ -174,19 +259,6 @@ class Generator(ABC):
                 f"column(s) {images} hold images, which {self.modality} generator "
                 f"'{self.name}' cannot model; use an image generator (data.modality: image)"
             )
-        self.schema_ = schema
-        self._id_starts = {name: first_fresh_id(data[name]) for name in schema.names_of("id")}
-        modelled = self.modelled_columns
-        if not modelled:
-            raise DataError("every column is an identifier; there is nothing to model")
-        self.losses_ = []
-        try:
-            with seeded(seed):
-                self._fit(data[modelled].reset_index(drop=True))
-        except BaseException:
-            self.schema_ = None  # a failed fit leaves an unfitted generator, not a half-fitted one
-            raise
-        return self
 
     def sample(self, n: int, *, seed: int) -> pd.DataFrame:
         """Draw `n` rows with the fitted schema's columns, order and dtypes."""
@@ -358,6 +430,11 @@ class Generator(ABC):
     @abstractmethod
     def _fit(self, data: pd.DataFrame) -> None:
         """Learn from `data` (only `modelled_columns`, nullable dtypes); RNGs are seeded."""
+
+    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+        """Learn from `source` (only `modelled_columns`, cast to the schema) in bounded
+        memory; RNGs are seeded. Generators with `supports_streaming` implement it."""
+        raise NotImplementedError(f"{self.name} does not stream")
 
     @abstractmethod
     def _sample(self, n: int) -> pd.DataFrame:

@@ -27,8 +27,10 @@ CTGAN: about 7.5 s on an idle one); the network's matrix products are nearly all
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,8 @@ from tqdm.auto import tqdm
 from generators.base import Generator, Params, resolve_device
 from generators.dequantize import spread_ties
 from generators.encoding import TabularEncoder
+from generators.streaming import ParquetSource, encoded_chunks
+from generators.values import as_labels
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "gan.pt"
@@ -202,11 +206,30 @@ class _Conditions:
         span_counts = torch.where(in_span, counts[position.clamp(max=len(counts) - 1)], 0.0)
         self.train_probs = torch.log1p(span_counts)  # (n_spans, widest), 0 on padding
         self.real_probs = span_counts
+        self._position = torch.where(in_span, position, -1)
+        self.span_weights: torch.Tensor | None = None  # None: every span can be drawn
+
+    def restricted(self, present: torch.Tensor) -> _Conditions:
+        """These conditions with training draws limited to the positions where `present`
+        (cond_width,) is True: the categories a chunk of rows holds. A span none of whose
+        categories is present is not drawn. With every counted category present (`fit`),
+        the draws are exactly the unrestricted ones."""
+        if self.n_spans == 0:
+            return self
+        out = copy.copy(self)
+        mask = present[self._position.clamp(min=0)] & (self._position >= 0)
+        out.train_probs = torch.where(mask, self.train_probs, 0.0)
+        possible = out.train_probs.sum(1) > 0
+        out.span_weights = None if bool(possible.all()) else possible.float()
+        return out
 
     def draw(self, n: int, training: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(condition one-hots (n, cond_width), span (n,), category within the span (n,))."""
         device = self.counts.device
-        span = torch.randint(self.n_spans, (n,), device=device)
+        if training and self.span_weights is not None:
+            span = torch.multinomial(self.span_weights, n, replacement=True)
+        else:
+            span = torch.randint(self.n_spans, (n,), device=device)
         probs = (self.train_probs if training else self.real_probs)[span]
         category = torch.multinomial(probs, 1).squeeze(1)
         cond = torch.zeros(n, self.layout.cond_width, device=device)
@@ -240,6 +263,7 @@ class ConditionalGANGenerator(Generator):
 
     name = "gan"
     Params = GANParams
+    supports_streaming = True
 
     def _build(self, device: torch.device, condition_counts: torch.Tensor) -> None:
         params: GANParams = self.params  # type: ignore[assignment]
@@ -256,12 +280,77 @@ class ConditionalGANGenerator(Generator):
         device = torch.device(resolve_device(self.device))
         self.encoder_ = TabularEncoder().fit(data, self.schema_)
         rng = np.random.default_rng(int(np.random.randint(2**31)))
-        encoded = spread_ties(self.encoder_, data, self.encoder_.transform(data), rng)
-        matrix = torch.from_numpy(encoded)
+        matrix = torch.from_numpy(self._encode(data, rng))
         self._build(device, matrix[:, _Layout(self.encoder_).cond_columns].sum(0))
         matrix = matrix.to(device)
+        rows = _RowsByCondition(matrix, self.layout_)
+        batch = max(params.pac, params.batch_size // params.pac * params.pac)
+        steps = max(1, len(matrix) // batch)
+        self._train(lambda epoch: [(matrix, rows, steps)], device)
+
+    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+        """Train on passes over `source` in bounded memory. What differs from `fit`:
+
+        - the encoding (quantile knots, categories) is fitted on a seeded uniform sample of
+          `sample_rows` rows (all rows when there are fewer); a category missing from the
+          sample (rarer than about 1 in `sample_rows`) encodes as all zeros and is never
+          drawn. The condition frequencies are the exact counts over all rows (one pass
+          over the categorical columns only).
+        - "training by sampling" draws each batch's real rows from the current chunk of
+          `chunk_rows` rows (mixed from several row groups by the source's shuffle buffer)
+          rather than from the whole table, and conditions only among the categories that
+          chunk holds; an epoch runs about as many steps as `fit`'s, rows / batch.
+        - ties are spread afresh for every chunk of every epoch (seeded by epoch and chunk).
+        """
+        params: GANParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        stream_seed = int(np.random.randint(2**31))
+        sample = source.sample(sample_rows, stream_seed)
+        self.encoder_ = TabularEncoder().fit(sample, self.schema_)
+        del sample
+        self._build(device, self._condition_counts(source, chunk_rows))
+        batch = max(params.pac, params.batch_size // params.pac * params.pac)
+
+        def epoch_chunks(epoch: int) -> Iterator[tuple[torch.Tensor, _RowsByCondition, int]]:
+            seen = done = 0
+            for chunk in encoded_chunks(source, chunk_rows, stream_seed, epoch, self._encode):
+                chunk = chunk.to(device)
+                seen += len(chunk)
+                steps = seen // batch - done  # the epoch's steps so far: rows seen // batch
+                if steps > 0:
+                    done += steps
+                    yield chunk, _RowsByCondition(chunk, self.layout_), steps
+            if done == 0:  # fewer rows than a batch: one step on the last chunk, as fit does
+                yield chunk, _RowsByCondition(chunk, self.layout_), 1
+
+        self._train(epoch_chunks, device)
+
+    def _condition_counts(self, source: ParquetSource, chunk_rows: int) -> torch.Tensor:
+        """(cond_width,) rows holding each category of each categorical column, counted in
+        one pass over those columns (categories the encoder never saw are not counted)."""
+        entries = [entry for entry in self.encoder_.columns if entry["kind"] == "categorical"]
+        counts = [np.zeros(len(entry["categories"]), dtype=np.int64) for entry in entries]
+        if entries:
+            names = [entry["name"] for entry in entries]
+            for frame in source.select(names).scan(chunk_rows):
+                for entry, count in zip(entries, counts, strict=True):
+                    codes = pd.Categorical(
+                        as_labels(frame[entry["name"]]), categories=entry["categories"]
+                    ).codes.astype(np.int64)
+                    count += np.bincount(codes[codes >= 0], minlength=len(count))
+        return torch.from_numpy(np.concatenate([np.zeros(0), *counts]).astype(np.float32))
+
+    def _encode(self, data: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """Rows -> the float32 matrix the discriminator sees (ties spread with `rng`)."""
+        return spread_ties(self.encoder_, data, self.encoder_.transform(data), rng)
+
+    def _train(self, epoch_chunks, device: torch.device) -> None:
+        """Epochs of WGAN-GP steps. `epoch_chunks(epoch)` gives the epoch's (encoded rows,
+        their _RowsByCondition, steps to run on them): the whole table once in memory, a
+        pass of chunks when streaming. Real rows for a step are drawn from its chunk, with
+        conditions among the categories the chunk holds."""
+        params: GANParams = self.params  # type: ignore[assignment]
         layout, generator = self.layout_, self.generator_
-        rows = _RowsByCondition(matrix, layout)
         discriminator = _Discriminator(
             self.encoder_.width + layout.cond_width, params.discriminator_dim, params.pac
         ).to(device)
@@ -278,18 +367,21 @@ class ConditionalGANGenerator(Generator):
             weight_decay=params.discriminator_decay,
         )
         batch = max(params.pac, params.batch_size // params.pac * params.pac)
-        steps = max(1, len(matrix) // batch)
         started = time.monotonic()
-        for _ in tqdm(range(params.epochs), desc=f"training {self.name}", unit="epoch"):
+        for epoch in tqdm(range(params.epochs), desc=f"training {self.name}", unit="epoch"):
             totals = torch.zeros(2, device=device)
-            for _ in range(steps):
-                for _ in range(params.discriminator_steps):
-                    loss_d = self._discriminator_step(
-                        matrix, rows, discriminator, optimizer_d, batch
-                    )
-                loss_g = self._generator_step(discriminator, optimizer_g, batch)
-                totals += torch.stack([loss_g, loss_d])
-            generator_loss, discriminator_loss = (totals / steps).tolist()
+            steps_run = 0
+            for matrix, rows, steps in epoch_chunks(epoch):
+                conditions = self.conditions_.restricted(rows.count > 0)
+                for _ in range(steps):
+                    for _ in range(params.discriminator_steps):
+                        loss_d = self._discriminator_step(
+                            matrix, rows, conditions, discriminator, optimizer_d, batch
+                        )
+                    loss_g = self._generator_step(discriminator, optimizer_g, batch)
+                    totals += torch.stack([loss_g, loss_d])
+                steps_run += steps
+            generator_loss, discriminator_loss = (totals / steps_run).tolist()
             self.losses_.append({"generator": generator_loss, "discriminator": discriminator_loss})
             if params.max_seconds is not None and time.monotonic() - started > params.max_seconds:
                 break
@@ -297,19 +389,21 @@ class ConditionalGANGenerator(Generator):
         self.layout_ = layout.to(torch.device("cpu"))
         self.conditions_ = _Conditions(self.conditions_.counts.cpu(), self.layout_)
 
-    def _noise(self, n: int, training: bool):
+    def _noise(self, n: int, training: bool, conditions: _Conditions | None = None):
         params: GANParams = self.params  # type: ignore[assignment]
         device = self.layout_.cond_offsets.device
         z = torch.randn(n, params.embedding_dim, device=device)
         if self.layout_.cond_width == 0:
             empty = torch.zeros(n, 0, device=device)
             return z, empty, None, None
-        cond, span, category = self.conditions_.draw(n, training)
+        cond, span, category = (conditions or self.conditions_).draw(n, training)
         return torch.cat([z, cond], dim=1), cond, span, category
 
-    def _discriminator_step(self, matrix, rows, discriminator, optimizer, batch) -> torch.Tensor:
+    def _discriminator_step(
+        self, matrix, rows, conditions, discriminator, optimizer, batch
+    ) -> torch.Tensor:
         params: GANParams = self.params  # type: ignore[assignment]
-        inputs, cond, _, _ = self._noise(batch, training=True)
+        inputs, cond, _, _ = self._noise(batch, training=True, conditions=conditions)
         if cond.shape[1]:
             # Real rows holding the same conditions, in another order, so real and fake pac
             # groups do not share their condition combinations.

@@ -39,6 +39,7 @@ import copy
 import json
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +54,7 @@ from tqdm.auto import tqdm
 from generators.base import Generator, Params, resolve_device
 from generators.dequantize import spread_ties
 from generators.encoding import TabularEncoder
+from generators.streaming import ParquetSource, encoded_chunks, minibatches
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "vae.pt"
@@ -141,6 +143,7 @@ class TabularVAEGenerator(Generator):
     Params = VAEParams
     supports_dp = True
     resumable = True  # without DP
+    supports_streaming = True
 
     def _fit(self, data: pd.DataFrame) -> None:
         params: VAEParams = self.params  # type: ignore[assignment]
@@ -153,8 +156,7 @@ class TabularVAEGenerator(Generator):
         n_quantiles = 2 if private else 1000
         self.encoder_ = TabularEncoder(n_quantiles).fit(data, self.schema_)
         rng = np.random.default_rng(int(np.random.randint(2**31)))
-        encoded = spread_ties(self.encoder_, data, self.encoder_.transform(data), rng)
-        matrix = torch.from_numpy(encoded)
+        matrix = torch.from_numpy(self._encode(data, rng))
         self._index_spans()
         self.model_ = self._new_model().to(device)
         n_validation = 0
@@ -180,17 +182,77 @@ class TabularVAEGenerator(Generator):
         with warnings.catch_warnings():
             # Opacus' hooks fire torch's "full backward hook" notice on every step.
             warnings.simplefilter("ignore", UserWarning)
-            self._train(model, optimizer, loader, engine, validation, device, generator)
+            self._train(
+                model,
+                optimizer,
+                lambda epoch: (batch for (batch,) in loader),
+                engine,
+                validation,
+                device,
+                generator,
+            )
         if engine is not None:
             self.epsilon_spent_ = float(engine.get_epsilon(self.dp_.delta))
         self.model_ = self.model_.cpu().eval()
         if params.latent_prior == "mixture" and not private:
             self._fit_latent_mixture(matrix)
 
-    def _train(self, model, optimizer, loader, engine, validation, device, shuffle) -> None:
+    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+        """Train on passes over `source` in bounded memory. What differs from `fit`:
+
+        - the encoding (quantile knots, categories) is fitted on a seeded uniform sample of
+          `sample_rows` rows (all rows when there are fewer); a category missing from the
+          sample (rarer than about 1 in `sample_rows`) encodes as all zeros and is never
+          drawn;
+        - the validation set is the sample's first `validation_fraction` share (a uniform
+          subsample: the sample comes in random order), left out of training, so it is
+          at most validation_fraction x sample_rows rows rather than that share of all rows;
+        - ties are spread afresh for every chunk of every epoch (seeded by epoch and chunk),
+          rather than once;
+        - minibatches are shuffled within `chunk_rows`-row chunks that the source's shuffle
+          buffer mixes from several row groups, not over the whole table;
+        - the latent mixture is fitted to the sample's posterior means (the one-component-per-
+          100-rows and 10-rows-per-component limits apply to the sample).
+        No DP (Opacus' Poisson sampling needs the whole table)."""
+        params: VAEParams = self.params  # type: ignore[assignment]
+        device = torch.device(resolve_device(self.device))
+        stream_seed = int(np.random.randint(2**31))
+        rows = source.sample_row_numbers(sample_rows, stream_seed)
+        sample = source.read_rows(rows)
+        self.encoder_ = TabularEncoder().fit(sample, self.schema_)
+        rng = np.random.default_rng(int(np.random.randint(2**31)))
+        matrix = torch.from_numpy(self._encode(sample, rng))
+        del sample
+        self._index_spans()
+        self.model_ = self._new_model().to(device)
+        n_validation = 0
+        if len(matrix) >= 20:
+            n_validation = int(round(params.validation_fraction * len(matrix)))
+        validation = matrix[:n_validation].to(device)
+        train = source.excluding(rows[:n_validation])
+        optimizer = torch.optim.Adam(
+            self.model_.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+        )
+
+        def epoch_batches(epoch: int) -> Iterator[torch.Tensor]:
+            chunks = encoded_chunks(train, chunk_rows, stream_seed, epoch, self._encode)
+            return minibatches(chunks, params.batch_size)
+
+        self._train(self.model_, optimizer, epoch_batches, None, validation, device, None)
+        self.model_ = self.model_.cpu().eval()
+        if params.latent_prior == "mixture":
+            self._fit_latent_mixture(matrix)
+
+    def _encode(self, data: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """Rows -> the float32 matrix the network trains on (ties spread with `rng`)."""
+        return spread_ties(self.encoder_, data, self.encoder_.transform(data), rng)
+
+    def _train(self, model, optimizer, epoch_batches, engine, validation, device, shuffle) -> None:
         """Epochs of minibatch training, recording losses (and epsilon under DP) per epoch;
         without DP, the best epoch's weights (by validation loss when there is a split) are
-        kept, and every epoch is checkpointed (`shuffle`: the loader's torch.Generator)."""
+        kept, and every epoch is checkpointed. `epoch_batches(epoch)` gives the epoch's
+        minibatches; `shuffle` is the in-memory loader's torch.Generator (None when
+        streaming: a pass's order follows from the seed and the epoch)."""
         params: VAEParams = self.params  # type: ignore[assignment]
         # Cosine annealing from learning_rate to learning_rate / 100 over the planned epochs.
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -205,7 +267,8 @@ class TabularVAEGenerator(Generator):
             self.model_.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
-            shuffle.set_state(state["shuffle"])
+            if shuffle is not None:
+                shuffle.set_state(state["shuffle"])
             best, best_state, stale = state["best"], state["best_model"], state["stale"]
         for epoch_index in tqdm(
             range(first_epoch, params.epochs),
@@ -216,7 +279,7 @@ class TabularVAEGenerator(Generator):
         ):
             model.train()
             total, rows = 0.0, 0
-            for (batch,) in loader:
+            for batch in epoch_batches(epoch_index):
                 if len(batch) == 0:  # Poisson sampling can draw an empty batch
                     continue
                 batch = batch.to(device)
@@ -250,7 +313,7 @@ class TabularVAEGenerator(Generator):
                     "model": self.model_.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(),
-                    "shuffle": shuffle.get_state(),
+                    "shuffle": shuffle.get_state() if shuffle is not None else None,
                     "best": best,
                     "best_model": best_state,
                     "stale": stale,

@@ -1,0 +1,435 @@
+"""Training data larger than memory: a Parquet file, folder or dataset read in bounded batches.
+
+`ParquetSource` never loads the whole table. It knows every row group's row count from the
+Parquet metadata, so rows have fixed *global row numbers* without reading any data: files
+in path order (a folder's files sorted by path), row groups in file order, rows in order,
+counting from 0. Everything random about a source is a function of row numbers and seeds,
+so the same files and seeds give the same rows on any machine:
+
+- `sample(rows, seed)`: a uniform sample without replacement. Every row gets a seeded key
+  U(seed, row number) and the `rows` smallest keys are kept (bottom-k sampling), computed
+  over row numbers in chunks; then only the row groups that hold a chosen row are read.
+  The sample comes back in key order, itself a random order, so `sample(k, seed)` is the
+  first k rows of `sample(n, seed)` for k <= n (a validation set can be a prefix).
+- `batches(batch_rows, seed=, epoch=)`: one pass over the rows as frames of `batch_rows`
+  rows (the epoch's last may be smaller). Row groups are visited in a seeded order per
+  epoch, `buffer_batches` of them are read at once and interleaved, and a seeded shuffle
+  buffer of `buffer_batches * batch_rows` rows mixes them, so a frame holds rows from
+  several places of the files even when the files are sorted.
+- `scan(batch_rows)`: one pass in row-number order, for counts and maxima.
+- a holdout rule (`Holdout`): row r is in the holdout when U(seed, r) < fraction, with U
+  the splitmix64 hash of (seed, r) mapped to [0, 1) (`row_uniforms`). Deterministic per
+  row, independent between rows, so the holdout is a Bernoulli(fraction) sample of the
+  rows (its size is binomial around fraction x rows) that any reader finds again without
+  a list of row numbers. A source's `part` is "train" (the rows outside the holdout) or
+  "holdout"; `excluding(rows)` further leaves out explicit row numbers (a validation set).
+
+Memory: one pass holds at most (buffer_batches + 1) x batch_rows rows as Arrow data
+(`peak_buffered_rows` records the largest count seen, for tests), plus, per open row group,
+what Arrow's Parquet reader holds of it (its compressed column chunks: write files with
+row groups of ~100k-1M rows); `sample` holds its rows plus one read batch. Columns come
+back in the nullable dtypes the rest of the code uses, converted as
+`generators.tables.read_table` converts Parquet; given a `Schema`, each column is cast to
+the schema's dtype so every batch has the same dtypes.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import torch
+
+from generators.errors import DataError
+from generators.schema import (
+    Schema,
+    normalize_dtypes,
+    parse_datetime_strings,
+    parse_number_strings,
+)
+from generators.tables import _NULLABLE_TYPES
+
+# Row numbers are hashed this many at a time (8 MiB of int64) when counting or sampling.
+_HASH_CHUNK_ROWS = 1 << 20
+# Rows per read batch when fetching sampled rows.
+_READ_ROWS = 65_536
+# Salts keep the holdout rule, the sample keys and the pass orders apart for one seed.
+_SALT_HOLDOUT, _SALT_SAMPLE, _SALT_ORDER = 0x5EED0001, 0x5EED0002, 0x5EED0003
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 (wrapping arithmetic): a bijection that mixes bits."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def row_uniforms(seed: int, rows: np.ndarray, salt: int = _SALT_HOLDOUT) -> np.ndarray:
+    """U(seed, r) in [0, 1) for each row number r (float64, 53 random bits each).
+
+    splitmix64: the stream's state is mix(seed, salt), row r's value is
+    mix(state + (r + 1) * 0x9E3779B97F4A7C15), whose top 53 bits over 2**53 give U."""
+    state = _splitmix(np.array([(seed * 0x100000001B3 + salt) % 2**64], dtype=np.uint64))
+    with np.errstate(over="ignore"):
+        x = state + (np.asarray(rows, dtype=np.int64).astype(np.uint64) + np.uint64(1)) * _GOLDEN
+        return (_splitmix(x) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Row r is held out when row_uniforms(seed, r) < fraction (see the module docstring)."""
+
+    fraction: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction < 1.0:
+            raise DataError(f"holdout fraction must be in [0, 1), got {self.fraction!r}")
+
+    def contains(self, rows: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of these global row numbers are in the holdout."""
+        return row_uniforms(self.seed, rows, _SALT_HOLDOUT) < self.fraction
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One row group: the fragment (file) it is in, its id there, its first global row."""
+
+    fragment: int
+    row_group: int
+    start: int
+    rows: int
+
+
+class ParquetSource:
+    """Rows of a Parquet file, a folder of Parquet files, a glob or a list of files, read in
+    bounded batches (see the module docstring).
+
+    `columns` selects columns (default: all, in the files' order); `schema` casts them to
+    its dtypes; `holdout` and `part` pick the training or the holdout rows; `exclude` drops
+    explicit global row numbers. Views (`select`, `excluding`, `holdout_part`) share the
+    files' metadata.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | Sequence[str | Path],
+        *,
+        columns: Sequence[str] | None = None,
+        schema: Schema | None = None,
+        holdout: Holdout | None = None,
+        part: Literal["train", "holdout"] = "train",
+        exclude: np.ndarray | None = None,
+    ) -> None:
+        self.path = path
+        self._dataset, self._fragments, self._units = _open(path)
+        names = self._dataset.schema.names
+        self.columns = list(names if columns is None else columns)
+        unknown = [name for name in self.columns if name not in names]
+        if unknown:
+            raise DataError(f"{path}: columns {unknown} are not in the files; columns: {names}")
+        if part not in ("train", "holdout"):
+            raise DataError(f"part must be 'train' or 'holdout', got {part!r}")
+        if part == "holdout" and holdout is None:
+            raise DataError("a holdout part needs a holdout rule")
+        self.schema, self.holdout, self.part = schema, holdout, part
+        self.exclude = np.unique(np.asarray([] if exclude is None else exclude, dtype=np.int64))
+        self.peak_buffered_rows = 0  # the most rows a pass of `batches` held at once
+        self._count: int | None = None
+
+    # -- views -----------------------------------------------------------------------------
+    def _view(self, **changes) -> ParquetSource:
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.__dict__.update(changes)
+        view.peak_buffered_rows, view._count = 0, None
+        return view
+
+    def select(self, columns: Sequence[str], schema: Schema | None = None) -> ParquetSource:
+        """The same rows, only these columns (cast to `schema`'s dtypes when given)."""
+        unknown = [name for name in columns if name not in self._dataset.schema.names]
+        if unknown:
+            raise DataError(f"{self.path}: columns {unknown} are not in the files")
+        return self._view(columns=list(columns), schema=schema or self.schema)
+
+    def excluding(self, rows: np.ndarray) -> ParquetSource:
+        """These rows also left out (global row numbers), e.g. a validation sample."""
+        extra = np.asarray(rows, dtype=np.int64)
+        return self._view(exclude=np.union1d(self.exclude, extra))
+
+    def holdout_part(self) -> ParquetSource:
+        """The holdout rows (the rule's complement of the training part), nothing excluded."""
+        if self.holdout is None:
+            raise DataError("this source has no holdout rule")
+        return self._view(part="holdout", exclude=np.empty(0, dtype=np.int64))
+
+    # -- sizes -----------------------------------------------------------------------------
+    @property
+    def num_rows(self) -> int:
+        """Rows in the files, from the Parquet metadata (both parts, nothing excluded)."""
+        return sum(unit.rows for unit in self._units)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The selected columns' Arrow types, as the files hold them."""
+        schema = self._dataset.schema
+        return pa.schema([schema.field(name) for name in self.columns]).remove_metadata()
+
+    def __len__(self) -> int:
+        """Rows of this part, excluded rows left out (hashes row numbers; no data read)."""
+        if self._count is None:
+            if self.holdout is None and not len(self.exclude):
+                self._count = self.num_rows
+            else:
+                self._count = sum(int(self._keep(r).sum()) for r in self._row_chunks())
+        return self._count
+
+    def _row_chunks(self) -> Iterator[np.ndarray]:
+        for start in range(0, self.num_rows, _HASH_CHUNK_ROWS):
+            yield np.arange(start, min(start + _HASH_CHUNK_ROWS, self.num_rows), dtype=np.int64)
+
+    def _keep(self, rows: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of these global row numbers belong to this view."""
+        keep = np.ones(len(rows), dtype=bool)
+        if self.holdout is not None:
+            held = self.holdout.contains(rows)
+            keep = held if self.part == "holdout" else ~held
+        if len(self.exclude):
+            position = np.searchsorted(self.exclude, rows).clip(max=len(self.exclude) - 1)
+            keep &= self.exclude[position] != rows
+        return keep
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample_row_numbers(self, rows: int, seed: int) -> np.ndarray:
+        """Global row numbers of a uniform sample without replacement of min(rows, len)
+        rows of this view, in a random order (ascending keys U(seed, r)); no data read."""
+        if rows < 0:
+            raise DataError(f"sample rows must be >= 0, got {rows}")
+        best_rows = np.empty(0, dtype=np.int64)
+        best_keys = np.empty(0, dtype=np.float64)
+        for chunk in self._row_chunks():
+            chunk = chunk[self._keep(chunk)]
+            keys = row_uniforms(seed, chunk, _SALT_SAMPLE)
+            if len(best_keys) == rows and rows:
+                below = keys < best_keys.max()
+                chunk, keys = chunk[below], keys[below]
+            best_rows = np.concatenate([best_rows, chunk])
+            best_keys = np.concatenate([best_keys, keys])
+            if len(best_keys) > rows:
+                kept = np.argpartition(best_keys, rows - 1)[:rows] if rows else []
+                best_rows, best_keys = best_rows[kept], best_keys[kept]
+        return best_rows[np.lexsort((best_rows, best_keys))]
+
+    def read_rows(self, row_numbers: np.ndarray) -> pd.DataFrame:
+        """The rows with these global numbers, in the order given (each at most once); only
+        the row groups holding one are read, a batch at a time."""
+        row_numbers = np.asarray(row_numbers, dtype=np.int64)
+        wanted = np.unique(row_numbers)
+        if len(wanted) != len(row_numbers):
+            raise DataError("read_rows: a row number is given twice")
+        pieces: list[pa.RecordBatch] = []
+        starts = np.array([unit.start for unit in self._units], dtype=np.int64)
+        for index in np.unique(np.searchsorted(starts, wanted, side="right") - 1):
+            unit = self._units[index]
+            inside = wanted[(wanted >= unit.start) & (wanted < unit.start + unit.rows)]
+            offset = unit.start
+            for batch in self._read_unit(unit, _READ_ROWS):
+                local = inside[(inside >= offset) & (inside < offset + batch.num_rows)] - offset
+                if len(local):
+                    pieces.append(batch.take(pa.array(local)))
+                offset += batch.num_rows
+        table = pa.Table.from_batches(pieces, schema=self._read_schema())
+        # `table` is in ascending row order; put it in the order asked for.
+        table = table.take(pa.array(np.searchsorted(wanted, row_numbers)))
+        return self._to_frame(table)
+
+    def sample(self, rows: int, seed: int) -> pd.DataFrame:
+        """A seeded uniform sample of min(rows, len) rows of this view, in random order."""
+        return self.read_rows(self.sample_row_numbers(rows, seed))
+
+    # -- passes ----------------------------------------------------------------------------
+    def scan(self, batch_rows: int = _READ_ROWS) -> Iterator[pd.DataFrame]:
+        """One pass in row-number order, frames of at most `batch_rows` rows of this view."""
+        for unit in self._units:
+            for batch in self._kept_batches(unit, batch_rows):
+                if batch.num_rows:
+                    yield self._to_frame(pa.Table.from_batches([batch]))
+
+    def batches(
+        self, batch_rows: int, *, seed: int, epoch: int = 0, buffer_batches: int = 4
+    ) -> Iterator[pd.DataFrame]:
+        """One pass over this view's rows in a seeded, mixed order: frames of `batch_rows`
+        rows (the pass's last may be smaller). Each row comes exactly once per pass.
+
+        Row groups are taken in an order drawn from (seed, epoch); `buffer_batches` of them
+        are open at once and read in random turns, a batch at a time, into a buffer; once
+        the buffer holds buffer_batches x batch_rows rows, a random `batch_rows` of them
+        leave as the next frame. At most (buffer_batches + 1) x batch_rows rows are held.
+        """
+        if batch_rows < 1 or buffer_batches < 1:
+            raise DataError(f"batch_rows and buffer_batches must be >= 1, got {batch_rows}")
+        rng = np.random.default_rng([seed % 2**63, epoch, _SALT_ORDER])
+        pending = iter(rng.permutation(len(self._units)).tolist())
+        streams: list[Iterator[pa.RecordBatch]] = []
+        buffer: list[pa.RecordBatch] = []
+        held, capacity = 0, buffer_batches * batch_rows
+        schema = self._read_schema()
+        while True:
+            while len(streams) < buffer_batches:
+                index = next(pending, None)
+                if index is None:
+                    break
+                streams.append(self._kept_batches(self._units[index], batch_rows))
+            if not streams:
+                break
+            turn = int(rng.integers(len(streams)))
+            batch = next(streams[turn], None)
+            if batch is None:
+                del streams[turn]
+                continue
+            if not batch.num_rows:
+                continue
+            buffer.append(batch)
+            held += batch.num_rows
+            self.peak_buffered_rows = max(self.peak_buffered_rows, held)
+            if held >= capacity:
+                table = pa.Table.from_batches(buffer, schema=schema)
+                order = rng.permutation(held)
+                yield self._to_frame(table.take(pa.array(order[:batch_rows])))
+                rest = table.take(pa.array(np.sort(order[batch_rows:])))
+                buffer = rest.combine_chunks().to_batches()
+                held -= batch_rows
+        if held:
+            table = pa.Table.from_batches(buffer, schema=schema)
+            order = rng.permutation(held)
+            for start in range(0, held, batch_rows):
+                part = order[start : start + batch_rows]
+                yield self._to_frame(table.take(pa.array(part)))
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read_schema(self) -> pa.Schema:
+        schema = self._dataset.schema
+        return pa.schema([schema.field(name) for name in self.columns])
+
+    def _read_unit(self, unit: _Unit, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """A row group's rows in order, in batches of at most `batch_rows` (one thread, one
+        batch read ahead: memory stays one row group's column chunks plus a batch)."""
+        fragment = self._fragments[unit.fragment].subset(row_group_ids=[unit.row_group])
+        scanner = ds.Scanner.from_fragment(
+            fragment,
+            schema=self._dataset.schema,
+            columns=self.columns,
+            batch_size=batch_rows,
+            batch_readahead=1,
+            fragment_readahead=1,
+            use_threads=False,
+        )
+        return scanner.to_batches()
+
+    def _kept_batches(self, unit: _Unit, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """A row group's batches, this view's rows only."""
+        offset = unit.start
+        for batch in self._read_unit(unit, batch_rows):
+            rows = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+            offset += batch.num_rows
+            keep = self._keep(rows)
+            yield batch if keep.all() else batch.filter(pa.array(keep))
+
+    def _to_frame(self, table: pa.Table) -> pd.DataFrame:
+        """Arrow -> pandas nullable dtypes as read_table makes them; cast to the schema."""
+        frame = normalize_dtypes(table.to_pandas(types_mapper=_NULLABLE_TYPES.get))
+        if self.schema is None:
+            return normalize_dtypes(parse_number_strings(parse_datetime_strings(frame)))
+        return cast_to_schema(frame, self.schema)
+
+
+def cast_to_schema(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """`frame`'s columns in the schema's dtypes (strings parsed as dates or numbers where the
+    schema says so), so every batch of a pass has the same dtypes; values are not clipped
+    and categories are not filtered (unlike `Schema.conform`)."""
+    out = {}
+    for name in frame.columns:
+        values = frame[name]
+        column = schema[name] if name in schema.names else None
+        if column is None or str(values.dtype) == column.dtype:
+            out[name] = values
+        elif column.kind == "datetime":
+            out[name] = pd.to_datetime(values, errors="coerce").astype(column.dtype)
+        elif column.kind == "numeric" and pd.api.types.is_string_dtype(values.dtype):
+            numbers = pd.to_numeric(values.str.replace(",", "", regex=False), errors="coerce")
+            out[name] = numbers.astype("float64").astype(column.dtype)
+        else:
+            out[name] = values.astype(column.dtype)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def _open(path) -> tuple[ds.Dataset, list, list[_Unit]]:
+    """The dataset, its file fragments in path order, and their row groups as units."""
+    if isinstance(path, str | Path):
+        text = str(path)
+        if any(char in text for char in "*?["):
+            files = sorted(p for p in globbing.glob(text) if Path(p).is_file())
+            if not files:
+                raise DataError(f"data.path: no file matches '{text}'; check the pattern")
+            source: str | list[str] = files
+        elif not Path(text).exists():
+            raise DataError(f"data.path: not found: {text}")
+        else:
+            source = text
+    else:
+        source = [str(p) for p in path]
+    try:
+        dataset = ds.dataset(source, format="parquet")
+        fragments = sorted(dataset.get_fragments(), key=lambda fragment: fragment.path)
+        units, start = [], 0
+        for index, fragment in enumerate(fragments):
+            for group in fragment.row_groups:
+                units.append(_Unit(index, group.id, start, group.num_rows))
+                start += group.num_rows
+    except (pa.ArrowInvalid, OSError, ValueError) as error:
+        detail = " ".join(str(error).split())[:200]
+        raise DataError(f"{path}: cannot read as Parquet ({detail})") from None
+    if not fragments:
+        raise DataError(f"data.path: {path} holds no Parquet files")
+    return dataset, fragments, [unit for unit in units if unit.rows]
+
+
+def minibatches(chunks: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
+    """Minibatches of `batch_size` rows from a pass of encoded chunks (rows x features).
+
+    Each chunk's rows are shuffled (global torch RNG) and cut into minibatches; a chunk's
+    last, partial minibatch is completed from the next chunk, so every minibatch but the
+    pass's last has exactly `batch_size` rows and each row is in exactly one."""
+    carry: torch.Tensor | None = None
+    for chunk in chunks:
+        if carry is not None and len(carry):
+            chunk = torch.cat([carry, chunk])
+        chunk = chunk[torch.randperm(len(chunk))]
+        whole = len(chunk) // batch_size * batch_size
+        yield from chunk[:whole].split(batch_size)
+        carry = chunk[whole:]
+    if carry is not None and len(carry):
+        yield carry
+
+
+def encoded_chunks(
+    source: ParquetSource,
+    chunk_rows: int,
+    seed: int,
+    epoch: int,
+    encode: Callable[[pd.DataFrame, np.random.Generator], np.ndarray],
+) -> Iterator[torch.Tensor]:
+    """One pass of `source.batches(chunk_rows, seed=seed, epoch=epoch)`, each frame encoded
+    by `encode(frame, rng)` into a tensor; rng is seeded by (seed, epoch, chunk index), so a
+    pass gives the same tensors whenever it runs (a resumed fit included)."""
+    for index, frame in enumerate(source.batches(chunk_rows, seed=seed, epoch=epoch)):
+        rng = np.random.default_rng([seed % 2**63, epoch, index])
+        yield torch.from_numpy(encode(frame, rng))
