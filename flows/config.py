@@ -2,7 +2,8 @@
 
 Relative `data.path` values are resolved against the config file's folder, so a config
 works from any working directory; `output.dir` and the default MLflow store are relative
-to the working directory, where the user runs synthpipe.
+to the working directory, where the user runs synthpipe. `data.path` and `output.dir` may
+also be fsspec URLs (s3://, gs://, az://, memory://, file://): see generators.remote.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from generators.constraints import Constraint
 from generators.errors import ConfigError, DataError
 from generators.images import ImageSettings, image_schema, read_images
 from generators.registry import all_generators, generator_class
+from generators.remote import check_url, is_remote, is_url
 from generators.schema import Kind, Schema, infer_schema
 from generators.sequences import SequenceSettings, check_sequences, sequence_schema
 from generators.tables import read_table
@@ -47,7 +49,10 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    path: str = Field(description="file or glob; relative paths are against the config's folder")
+    path: str = Field(
+        description="file or glob (a folder for images and text), or an fsspec URL of one "
+        "(s3://bucket/data/*.csv); relative paths are against the config's folder"
+    )
     format: DataFormat | None = Field(None, description="inferred from the suffix when absent")
     modality: Literal["table", "image", "text", "sequence"] = "table"
     columns: list[str] | None = Field(None, description="column names for header-less files")
@@ -74,6 +79,13 @@ class DataConfig(Strict):
     sequence: SequenceSettings | None = Field(
         None, description="modality sequence (required there): entity and order columns"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _known_protocol(cls, path: str) -> str:
+        if is_url(path):
+            check_url(path, "data.path")
+        return path
 
     def read(self) -> tuple[pd.DataFrame, Schema]:
         """The table these settings describe, and its schema (kinds overridden by `schema`).
@@ -157,7 +169,33 @@ class RunnerConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: str = "outputs"
+    dir: str = Field(
+        "outputs",
+        description="a folder, or an fsspec URL (s3://bucket/runs): published runs are "
+        "uploaded there, their _SUCCESS marker last",
+    )
+    local_dir: str | None = Field(
+        None,
+        description="URL output.dir only: the local folder where runs are staged, quarantined "
+        "runs kept (never uploaded) and training checkpoints saved; default: a synthpipe "
+        "folder in the system's temporary directory",
+    )
+
+    @field_validator("dir")
+    @classmethod
+    def _known_protocol(cls, dir: str) -> str:
+        if is_url(dir):
+            check_url(dir, "output.dir")
+        return dir
+
+    @model_validator(mode="after")
+    def _local_dir_with_url_only(self) -> OutputConfig:
+        if self.local_dir is not None and not is_remote(self.dir):
+            raise ConfigError(
+                "output.local_dir: applies to a URL output.dir only (a local run is staged "
+                "inside output.dir, so that publishing it is one rename); remove it"
+            )
+        return self
 
 
 class ValidationConfig(Strict):
@@ -352,10 +390,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     for override in overrides or []:
         apply_override(raw, override)
     config = parse_config(raw, source=str(path))
-    data_path = Path(config.data.path).expanduser()
-    config.data.path = str(
-        data_path if data_path.is_absolute() else (path.parent / data_path).resolve()
-    )
+    if not is_url(config.data.path):
+        data_path = Path(config.data.path).expanduser()
+        config.data.path = str(
+            data_path if data_path.is_absolute() else (path.parent / data_path).resolve()
+        )
     return config
 
 

@@ -12,6 +12,11 @@ one rename once it is complete, so a path holds a whole run or nothing: to
 `<output.dir>/<name>/<run_id>/` when every check passed (or the gate was overridden, which
 is recorded), else to `<output.dir>/<name>/quarantine/<run_id>/`, and the flow run ends
 Failed with the reasons.
+
+An `output.dir` URL (s3://bucket/runs) is staged the same way in `output.local_dir`; a
+published run is then uploaded to `<output.dir>/<name>/<run_id>/`, its `_SUCCESS` marker
+last, and removed locally. A quarantined run stays in the local folder: rows the gate
+rejected never leave the machine.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
@@ -56,6 +62,7 @@ from generators.constraints import Constraints, sample_with_constraints
 from generators.errors import DataError, SynthpipeError
 from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
 from generators.registry import generator_class, load_generator, make_generator
+from generators.remote import filesystem, is_remote, join_url, local_path, upload_folder
 from generators.schema import Schema, infer_schema, normalize_dtypes
 from generators.sequences import SequenceSettings, split_sequences
 from generators.tables import split_holdout, write_parquet_atomic
@@ -670,12 +677,35 @@ def publish(staging_dir: Path, final_dir: Path) -> Path:
     return final_dir
 
 
+@task(
+    retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
+)
+def upload(staging_dir: Path, url: str) -> str:
+    """Upload the complete run folder to the `output.dir` URL, `_SUCCESS` last; a failed
+    upload leaves nothing there. The last step of a run published to a URL."""
+    return upload_folder(staging_dir, url, "output.dir")
+
+
+def run_roots(config: RunConfig) -> tuple[Path, str | None]:
+    """The local run root (`<output.dir>/<name>`: staging, checkpoints, quarantine), and
+    for a URL output.dir the URL under which published runs are uploaded, else None."""
+    if not is_remote(config.output.dir):
+        return (Path(local_path(config.output.dir)) / config.name).resolve(), None
+    filesystem(config.output.dir, "output.dir")  # a missing package fails now, before training
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    local = config.output.local_dir or Path(tempfile.gettempdir()) / f"synthpipe-{user}"
+    return (Path(local).expanduser() / config.name).resolve(), join_url(
+        config.output.dir, config.name
+    )
+
+
 # -- the flow ----------------------------------------------------------------------------
 @flow(name="synthesize", log_prints=True)
 def synthesize(config: RunConfig) -> RunResult:
     """Train config.generator on config.data, sample, check, publish Parquet, log to MLflow."""
     started = time.perf_counter()
     flow_run_id = flow_run.get_id()
+    run_root, remote_root = run_roots(config)
     uri, unreachable = reachable_tracking_uri(config.tracking.uri, config.tracking.fallback_uri)
     if unreachable:
         print(f"MLflow at {unreachable} is unreachable: logging to {uri} (tracking.fallback_uri)")
@@ -692,7 +722,6 @@ def synthesize(config: RunConfig) -> RunResult:
         },
     )
     run_id = tracker.run_id
-    run_root = (Path(config.output.dir) / config.name).resolve()
     staging_dir = run_root / ".staging" / run_id
     try:
         _make_private_dirs(staging_dir)
@@ -847,6 +876,10 @@ def synthesize(config: RunConfig) -> RunResult:
         final_dir = (
             run_root / run_id if status == "published" else run_root / QUARANTINE_DIR / run_id
         )
+        # A URL output.dir receives published runs only; a quarantined one stays local.
+        published_url = (
+            join_url(remote_root, run_id) if remote_root and status == "published" else None
+        )
         # The published schema is the one the generator learned: it knows the rare placeholder.
         if sharded:
             manifest = {
@@ -870,7 +903,9 @@ def synthesize(config: RunConfig) -> RunResult:
 
         result = RunResult(
             status=status,
-            output=str(final_dir / (SHARDS_DIR if sharded else SYNTHETIC_FILE)),
+            output=join_url(published_url, SHARDS_DIR if sharded else SYNTHETIC_FILE)
+            if published_url
+            else str(final_dir / (SHARDS_DIR if sharded else SYNTHETIC_FILE)),
             rows=rows if sharded else len(synthetic),
             generator=config.generator.name,
             modality=config.data.modality,
@@ -890,7 +925,11 @@ def synthesize(config: RunConfig) -> RunResult:
             }
         )
         _summary_artifact(config, result, reports)
-        publish(staging_dir, final_dir)
+        if published_url:
+            upload(staging_dir, published_url)
+            _remove_staging(staging_dir)
+        else:
+            publish(staging_dir, final_dir)
         tracker.end("FINISHED")
         if status == "quarantined":
             # The Prefect run fails with the reasons; the result still travels with the state.

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generators.base import Generator
 from generators.errors import DataError
+from generators.remote import is_url, local_copy
 from generators.schema import Column, Schema
 
 IMAGE_COLUMN = "image"
@@ -179,8 +180,19 @@ def image_grid(pixels: np.ndarray, path: Path, columns: int = 10) -> Path:
 
 # -- readers -----------------------------------------------------------------------------
 def read_images(path: str | Path, settings: ImageSettings | None = None) -> pd.DataFrame:
-    """Read an image dataset into the image table (see the module docstring)."""
+    """Read an image dataset into the image table (see the module docstring).
+
+    `path` may be an fsspec URL (s3://bucket/images/): it is read from a local copy, and
+    the image column's `path` names the files at the URL.
+    """
     settings = settings or ImageSettings()
+    if is_url(path):
+        with local_copy(str(path)) as copy:
+            frame = read_images(copy.path, settings)
+        frame[IMAGE_COLUMN] = [
+            {**cell, "path": copy.named(cell["path"])} for cell in frame[IMAGE_COLUMN]
+        ]
+        return frame
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")

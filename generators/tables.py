@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from generators.errors import DataError
+from generators.remote import is_url, local_copy
 from generators.schema import normalize_dtypes, parse_datetime_strings, parse_number_strings
 
 MIN_ROWS = 10  # below this no meaningful holdout can be split off
@@ -127,6 +128,7 @@ def read_table(
     Returns the frame (datetimes parsed from strings, ints as Int64, strings as `string`)
     and the Arrow schema the output must keep: the file's own for Parquet, else the
     frame's. `header=None` detects header-less CSV and asks for `data.columns`.
+    `path` may be an fsspec URL (s3://bucket/data/*.csv): it is read from a local copy.
     """
     try:
         codecs.lookup(encoding)
@@ -134,6 +136,18 @@ def read_table(
         raise DataError(
             f"data.encoding: unknown encoding '{encoding}'; use e.g. utf-8, latin-1 or utf-16"
         ) from None
+    if is_url(path):
+        with local_copy(path) as copy:
+            return read_table(
+                copy.path,
+                format=format,
+                columns=columns,
+                header=header,
+                separator=separator,
+                na_values=na_values,
+                encoding=encoding,
+                drop=drop,
+            )
     files = resolve_paths(path)
     frames, arrow_schemas = [], []
     for file in files:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generators.base import Generator, Params, resolve_device
 from generators.errors import ConfigError, DataError
+from generators.remote import is_url, local_copy
 from generators.schema import TEXT_MIN_MEAN_CHARS, TEXT_MIN_MEAN_WORDS
 from generators.tables import read_table, resolve_paths
 
@@ -101,6 +102,16 @@ def read_text(
         ) from None
     if chunk_chars < 1:
         raise ConfigError(f"data.text.chunk_chars must be positive, got {chunk_chars}")
+    if is_url(path):  # an fsspec URL: read from a local copy
+        with local_copy(str(path)) as copy:
+            return read_text(
+                copy.path,
+                split=split,
+                chunk_chars=chunk_chars,
+                text_column=text_column,
+                encoding=encoding,
+                min_chars=min_chars,
+            )
     if any(char in str(path) for char in "*?["):
         files = resolve_paths(str(path))
         if all(_is_table_file(f) for f in files):
