@@ -35,13 +35,13 @@ from tqdm.auto import tqdm
 
 from generators.base import Params, resolve_device
 from generators.dcgan import (
-    SAMPLE_BATCH,
     SNAPSHOT_IMAGES,
     CanvasPlan,
     DownStack,
     UpStack,
-    autocast,
+    decode_in_batches,
     label_embedding,
+    load_weights,
     mixed_precision,
     sampling_device,
     to_uint8_images,
@@ -189,18 +189,8 @@ class ConvVAEGenerator(ImageGenerator):
 
     @torch.no_grad()
     def _sample_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
-        params: ConvVAEParams = self.params  # type: ignore[assignment]
         device = self.model_.log_sigma.device
-        amp = autocast(device)
-        batches = []
-        for start in range(0, n, SAMPLE_BATCH):
-            rows = min(SAMPLE_BATCH, n - start)
-            # z ~ N(0, I) drawn on the CPU: the same seed gives the same codes on any device.
-            z = torch.randn(rows, params.latent_dim).to(device)
-            condition = labels[start : start + rows].to(device) if labels is not None else None
-            with amp:
-                batches.append(torch.sigmoid(self.model_.decode(z, condition)).float().cpu())
-        return torch.cat(batches)
+        return decode_in_batches(self.model_.decode, n, self.params.latent_dim, labels, device)
 
     def _save_model(self, path: Path) -> None:
         torch.save(self.model_.state_dict(), path / WEIGHTS_FILE)
@@ -208,8 +198,5 @@ class ConvVAEGenerator(ImageGenerator):
     def _load_model(self, path: Path) -> None:
         device = sampling_device(self.device)
         self._build(device)
-        # weights_only: a model file holds tensors only and never runs code when loaded.
-        state = torch.load(path / WEIGHTS_FILE, map_location=device, weights_only=True)
-        self.model_.load_state_dict(state)
-        self.model_.eval()
+        load_weights(self.model_, path / WEIGHTS_FILE, device)
         self.snapshots_ = []

@@ -187,6 +187,30 @@ def sampling_device(device: str) -> torch.device:
     return torch.device("cuda")
 
 
+def decode_in_batches(
+    decode, n: int, latent_dim: int, labels: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    """(n, C, H, W) images in [0, 1] from `decode(noise, labels)` -> logits, SAMPLE_BATCH
+    at a time. Noise ~ N(0, I) is drawn on the CPU: the same seed gives the same noise on
+    any device."""
+    amp = autocast(device)
+    batches = []
+    for start in range(0, n, SAMPLE_BATCH):
+        rows = min(SAMPLE_BATCH, n - start)
+        noise = torch.randn(rows, latent_dim).to(device)
+        condition = labels[start : start + rows].to(device) if labels is not None else None
+        with amp:
+            batches.append(torch.sigmoid(decode(noise, condition)).float().cpu())
+    return torch.cat(batches)
+
+
+def load_weights(module: nn.Module, file: Path, device: torch.device) -> None:
+    """Load a state dict saved by torch.save into `module`, in eval mode. weights_only: a
+    model file holds tensors only and never runs code when loaded."""
+    module.load_state_dict(torch.load(file, map_location=device, weights_only=True))
+    module.eval()
+
+
 def training_batches(n: int, batch_size: int) -> tuple[int, int]:
     """(batch size, batches per epoch): full batches only (batch norm needs two or more
     rows, and equal batches keep the loss scale steady); one batch of all when n is small."""
@@ -342,18 +366,8 @@ class DCGANGenerator(ImageGenerator):
 
     @torch.no_grad()
     def _sample_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
-        params: DCGANParams = self.params  # type: ignore[assignment]
         device = next(self.generator_.parameters()).device
-        amp = autocast(device)
-        batches = []
-        for start in range(0, n, SAMPLE_BATCH):
-            rows = min(SAMPLE_BATCH, n - start)
-            # Noise drawn on the CPU: the same seed gives the same noise on any device.
-            noise = torch.randn(rows, params.latent_dim).to(device)
-            condition = labels[start : start + rows].to(device) if labels is not None else None
-            with amp:
-                batches.append(torch.sigmoid(self.generator_(noise, condition)).float().cpu())
-        return torch.cat(batches)
+        return decode_in_batches(self.generator_, n, self.params.latent_dim, labels, device)
 
     def _save_model(self, path: Path) -> None:
         torch.save(self.generator_.state_dict(), path / WEIGHTS_FILE)
@@ -361,8 +375,5 @@ class DCGANGenerator(ImageGenerator):
     def _load_model(self, path: Path) -> None:
         device = sampling_device(self.device)
         self._build(device)
-        # weights_only: a model file holds tensors only and never runs code when loaded.
-        state = torch.load(path / WEIGHTS_FILE, map_location=device, weights_only=True)
-        self.generator_.load_state_dict(state)
-        self.generator_.eval()
+        load_weights(self.generator_, path / WEIGHTS_FILE, device)
         self.snapshots_ = []
