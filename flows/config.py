@@ -48,6 +48,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class StreamSettings(Strict):
+    """`data.stream:` train from Parquet in bounded batches instead of loading the table
+    (larger-than-memory data; docs/large-data.md). `stream: true` takes the defaults."""
+
+    sample_rows: int = Field(
+        100_000,
+        gt=0,
+        description="rows of a seeded uniform sample of the training part (and as many of "
+        "the holdout) that infer the schema, fit the encoders and stand for the data in the "
+        "privacy, expectation and fidelity checks",
+    )
+    chunk_rows: int = Field(65_536, gt=0, description="rows read per batch while training")
+
+
 class DataConfig(Strict):
     path: str = Field(
         description="file or glob (a folder for images and text), or an fsspec URL of one "
@@ -79,6 +93,18 @@ class DataConfig(Strict):
     sequence: SequenceSettings | None = Field(
         None, description="modality sequence (required there): entity and order columns"
     )
+    stream: StreamSettings | None = Field(
+        None,
+        description="tables in Parquet larger than memory: train in batches (true, or "
+        "{sample_rows, chunk_rows}); generators vae, gan, autoregressive",
+    )
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_shorthand(cls, value):
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @field_validator("path")
     @classmethod
@@ -334,12 +360,51 @@ class RunConfig(Strict):
                         f"{key}: applies to tables only, not to {self.data.modality} data; "
                         "remove it"
                     )
+        if self.data.stream is not None:
+            self._check_stream(cls)
         if cls.modality != self.data.modality:
             raise ConfigError(
                 f"generator.name: '{cls.name}' generates {cls.modality} data but "
                 f"data.modality is '{self.data.modality}'"
             )
         return self
+
+    def _check_stream(self, cls) -> None:
+        """data.stream is for plain table runs from Parquet with a streaming generator."""
+        data = self.data
+        if data.modality != "table":
+            raise ConfigError(f"data.stream: applies to tables, not to {data.modality} data")
+        suffixes = "".join(Path(data.path.rstrip("/")).suffixes[-1:]).lower()
+        parquet = data.format == "parquet" or (
+            data.format is None and suffixes in ("", ".parquet", ".pq")
+        )
+        if not parquet:
+            raise ConfigError(
+                f"data.stream: reads Parquet (a file, folder or glob of .parquet files), not "
+                f"{data.path}; convert it to Parquet or remove data.stream"
+            )
+        if not cls.supports_streaming:
+            able = sorted(c.name for c in all_generators() if c.supports_streaming)
+            raise ConfigError(
+                f"data.stream: generator '{cls.name}' loads the whole table; the generators "
+                f"that train from a stream are {able} (docs/large-data.md)"
+            )
+        unsupported = {
+            "privacy.dp": self.privacy.dp is not None,
+            "augment": self.augment is not None,
+            "constraints": bool(self.constraints),
+            "sample.conditions": self.sample.conditions is not None,
+            "privacy.similarity_filter_quantile": self.privacy.similarity_filter_quantile
+            is not None,
+            "privacy.rare_category_min_count": self.privacy.rare_category_min_count > 1,
+            "data.columns": data.columns is not None,
+        }
+        clash = [key for key, present in unsupported.items() if present]
+        if clash:
+            raise ConfigError(
+                f"data.stream: not available with {', '.join(clash)} (they need the whole "
+                "table in memory); remove one"
+            )
 
     @property
     def conditions(self) -> list[Condition]:

@@ -65,6 +65,7 @@ from generators.registry import generator_class, load_generator, make_generator
 from generators.remote import filesystem, is_remote, join_url, local_path, upload_folder
 from generators.schema import Schema, infer_schema, normalize_dtypes
 from generators.sequences import SequenceSettings, split_sequences
+from generators.streaming import Holdout, ParquetSource, cast_to_schema
 from generators.tables import split_holdout, write_parquet_atomic
 from generators.text import TEXT_COLUMN
 from validation import Report
@@ -94,6 +95,8 @@ from validation.text import (
 SYNTHETIC_FILE = "synthetic.parquet"
 # sample.shard_rows: synthetic/part-NNNNN.parquet and _manifest.json (readers skip _ files)
 SHARDS_DIR = "synthetic"
+# data.stream without sample.shard_rows: the synthetic rows are written in parts this big.
+STREAM_SHARD_ROWS = 1_000_000
 AUGMENTED_FILE = "augmented.parquet"  # augment.merge: real training rows + synthetic rows
 SYNTHETIC_FLAG = "synthetic"
 QUARANTINE_DIR = "quarantine"
@@ -169,6 +172,33 @@ def ingest(data: DataConfig) -> tuple[pd.DataFrame, Schema]:
     return data.read()
 
 
+@task(retries=1, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE)
+def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.DataFrame, Schema]:
+    """data.stream: the training rows as a ParquetSource, never loaded whole, and seeded
+    uniform samples of the training and holdout rows (stream.sample_rows each) that stand
+    for them wherever rows must be in memory: the schema, the privacy gate, expectations
+    and fidelity. Row r of the files is in the holdout when a hash of (seed, r) falls below
+    data.holdout_fraction (generators.streaming.Holdout): unstratified, but the same rows on
+    every run and machine. Returns (training source, train sample, holdout sample, schema).
+    """
+    data, settings = config.data, config.data.stream
+    source = ParquetSource(data.path, holdout=Holdout(data.holdout_fraction, config.seed))
+    unknown = [name for name in data.drop if name not in source.columns]
+    if unknown:
+        raise DataError(f"data.drop: column(s) {unknown} are not in {data.path}")
+    source = source.select([name for name in source.columns if name not in data.drop])
+    train = source.sample(settings.sample_rows, config.seed)
+    schema = infer_schema(train, data.column_kinds, source.arrow_schema)
+    source = source.select(source.columns, schema)
+    holdout = source.holdout_part().sample(settings.sample_rows, config.seed)
+    if len(train) < 2 or len(holdout) < 1:
+        raise DataError(
+            f"{data.path}: {len(source)} training and {len(holdout)} holdout rows; data.stream "
+            "needs more rows (or a larger data.holdout_fraction)"
+        )
+    return source, cast_to_schema(train, schema), holdout, schema
+
+
 @task(cache_policy=NO_CACHE)
 def split(frame: pd.DataFrame, config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/holdout split; the holdout never reaches the generator."""
@@ -202,6 +232,7 @@ def fit(
     model_dir: Path,
     checkpoints: Path,
     prefix_columns: list[str] | None = None,
+    stream: ParquetSource | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Fit the configured generator (under DP-SGD when privacy.dp is set) and save it.
 
@@ -228,7 +259,17 @@ def fit(
     if generator.resumable and dp is None:
         key = hashlib.sha256((config.digest() + _rows_digest(train)).encode()).hexdigest()[:16]
         checkpoint_dir = checkpoints / key
-    generator.fit(train, schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir)
+    if stream is not None:  # `train` is the stream's sample: it only keys the checkpoints
+        generator.fit_stream(
+            stream,
+            schema,
+            seed=config.seed,
+            checkpoint_dir=checkpoint_dir,
+            sample_rows=config.data.stream.sample_rows,
+            chunk_rows=config.data.stream.chunk_rows,
+        )
+    else:
+        generator.fit(train, schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir)
     generator.save(model_dir)
     if hasattr(generator, "top_words"):  # topic models: their topics travel with the model
         generator.top_words().to_csv(model_dir / "topics.csv", index=False)
@@ -728,11 +769,17 @@ def synthesize(config: RunConfig) -> RunResult:
         tracker.log_params(config.flat())
         timings: dict[str, float] = {}
 
+        stream = None
         with _timed(timings, "ingest_seconds"):
-            frame, schema = ingest(config.data)
+            if config.data.stream is not None:
+                stream, train, holdout, schema = open_stream(config)
+                input_rows, input_columns = stream.num_rows, len(stream.columns)
+            else:
+                frame, schema = ingest(config.data)
+                input_rows, input_columns = frame.shape
+                train, holdout = split(frame, config)
             if config.data.modality == "table":
                 check_policy_columns(config.privacy, schema)
-            train, holdout = split(frame, config)
         conditions = config.conditions
         if config.augment is not None:
             conditions = rebalance_plan(train, config.augment.target, config.augment, schema)
@@ -743,19 +790,28 @@ def synthesize(config: RunConfig) -> RunResult:
                 )
             print("augment: " + ", ".join(f"{c.describe()} x {c.rows}" for c in conditions))
         # For sequences, sample.rows counts entities: by default as many as in training.
-        real_units = (
-            train[config.data.sequence.entity_column].nunique()
-            if config.data.modality == "sequence"
-            else len(train)
-        )
+        if stream is not None:
+            real_units = len(stream)
+        elif config.data.modality == "sequence":
+            real_units = train[config.data.sequence.entity_column].nunique()
+        else:
+            real_units = len(train)
         rows = sum(c.rows for c in conditions) if conditions else config.sample.rows or real_units
         (staging_dir / "config.yaml").write_text(
             yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
         )
-        print(
-            f"{len(frame)} rows x {frame.shape[1]} columns: "
-            f"{len(train)} train, {len(holdout)} holdout"
-        )
+        if stream is not None:
+            train_rows, holdout_rows = len(stream), len(stream.holdout_part())
+            print(
+                f"{input_rows} rows x {input_columns} columns, streamed: {train_rows} train, "
+                f"{holdout_rows} holdout; checks use samples of {len(train)} and {len(holdout)}"
+            )
+        else:
+            train_rows, holdout_rows = len(train), len(holdout)
+            print(
+                f"{input_rows} rows x {input_columns} columns: "
+                f"{len(train)} train, {len(holdout)} holdout"
+            )
 
         model_train, model_schema, rare_merged = protect(train, schema, config.privacy)
         constraints = None
@@ -769,14 +825,19 @@ def synthesize(config: RunConfig) -> RunResult:
                 staging_dir / "generator",
                 run_root / CHECKPOINTS_DIR,
                 _prefix_columns(conditions, model_schema),
+                stream,
             )
-        sharded = bool(config.sample.shard_rows and rows > config.sample.shard_rows)
+        shard_rows = config.sample.shard_rows
+        if stream is not None and shard_rows is None:
+            # A streamed table's synthetic copy may not fit in memory either.
+            shard_rows = STREAM_SHARD_ROWS
+        sharded = bool(shard_rows and rows > shard_rows)
         with _timed(timings, "sample_seconds"):
             if sharded:
                 parts = sample_shards.with_options(task_runner=task_runner(config.runner))(
                     model_dir,
                     rows,
-                    config.sample.shard_rows,
+                    shard_rows,
                     config.sample_seed,
                     model_schema,
                     staging_dir / SHARDS_DIR,
@@ -855,9 +916,11 @@ def synthesize(config: RunConfig) -> RunResult:
         metrics = {
             **timings,
             "rows": float(rows),
-            "train_rows": float(len(train)),
-            "holdout_rows": float(len(holdout)),
+            "train_rows": float(train_rows),
+            "holdout_rows": float(holdout_rows),
         }
+        if stream is not None:
+            metrics["stream_sample_rows"] = float(len(train))
         metrics.update({f"privacy.{key}": value for key, value in protection.items()})
         for report in reports:
             metrics.update({f"{report.name}.{key}": value for key, value in report.metrics.items()})

@@ -1,0 +1,102 @@
+"""data.stream: a run trains from Parquet in batches and never loads the whole table."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import flows.config
+import generators.tables
+from flows.config import load_config
+from flows.synthesize import synthesize
+from generators.errors import ConfigError
+from generators.streaming import Holdout, ParquetSource
+from tests.conftest import ADULT_COLUMNS, ADULT_FILE
+
+ROWS, ROW_GROUP, SAMPLE = 3000, 500, 800
+VAE = {"name": "vae", "params": {"epochs": 2, "batch_size": 200}}
+
+
+@pytest.fixture(scope="module")
+def adult_parquet(tmp_path_factory) -> Path:
+    """The first ROWS Adult rows as Parquet in row groups of ROW_GROUP rows."""
+    frame = pd.read_csv(
+        gzip.open(ADULT_FILE, "rt"),
+        header=None,
+        names=ADULT_COLUMNS,
+        sep=", ",
+        engine="python",
+        na_values=["?"],
+        nrows=ROWS,
+    )
+    path = tmp_path_factory.mktemp("stream") / "adult.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, ROW_GROUP)
+    return path
+
+
+def _config(write_config, path: Path, **sections):
+    data = {
+        "path": str(path),
+        "columns": None,
+        "separator": ",",
+        "na_values": [],
+        "stream": {"sample_rows": SAMPLE, "chunk_rows": 256},
+    }
+    sections.setdefault("generator", VAE)
+    sections.setdefault("validation", {"expectations": True, "fidelity": False, "plots": False})
+    sections["privacy"] = {"attacks": False, **sections.get("privacy", {})}
+    return write_config(data=data, **sections)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_publishes_without_reading_the_table_whole(
+    write_config, adult_parquet, prefect_harness, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a streamed run read the whole table")
+
+    monkeypatch.setattr(flows.config, "read_table", refuse)
+    monkeypatch.setattr(generators.tables, "read_table", refuse)
+    monkeypatch.setattr(pd, "read_parquet", refuse)
+    config = load_config(_config(write_config, adult_parquet, sample={"rows": 1000, "seed": 3}))
+    result = synthesize(config)
+    assert result.status == "published", result.metrics
+    synthetic = pq.read_table(result.output).to_pandas()
+    assert len(synthetic) == 1000
+    assert list(synthetic.columns) == ADULT_COLUMNS
+    # Training and holdout rows are the hash rule's, counted over every row of the file.
+    holdout = Holdout(config.data.holdout_fraction, config.seed).contains(
+        pd.RangeIndex(ROWS).to_numpy()
+    )
+    assert result.metrics["train_rows"] == ROWS - holdout.sum()
+    assert result.metrics["holdout_rows"] == holdout.sum()
+    assert result.metrics["stream_sample_rows"] == SAMPLE
+    # Categories come from the training rows: nothing outside the real support.
+    real = set(ParquetSource(adult_parquet).sample(ROWS, 0)["workclass"].dropna())
+    assert set(synthetic["workclass"].dropna()) <= real
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"generator": {"name": "gmm", "params": {}}}, "generator 'gmm' loads the whole table"),
+        ({"privacy": {"rare_category_min_count": 5}}, "privacy.rare_category_min_count"),
+        ({"sample": {"conditions": {"sex": "Male"}}}, "sample.conditions"),
+    ],
+)
+def test_stream_with_what_needs_the_whole_table_is_refused(
+    write_config, adult_parquet, sections, message
+):
+    path = _config(write_config, adult_parquet, **sections)
+    with pytest.raises(ConfigError, match=f"data.stream: .*{message}"):
+        load_config(path)
+
+
+def test_stream_reads_parquet_only(write_config, adult_slice):
+    with pytest.raises(ConfigError, match="data.stream: reads Parquet"):
+        load_config(_config(write_config, adult_slice))
