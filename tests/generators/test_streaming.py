@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from generators.base import Generator
 from generators.errors import ConfigError, DataError
@@ -146,8 +147,6 @@ def test_batches_cover_every_kept_row_once_per_epoch_within_the_buffer_bound(num
 
 
 def test_minibatches_cut_a_pass_into_full_batches_and_keep_every_row() -> None:
-    import torch
-
     chunks = [
         torch.arange(n, dtype=torch.float32)[:, None] + 1_000 * i for i, n in enumerate([7, 5, 9])
     ]
@@ -383,3 +382,28 @@ def test_generators_that_load_the_whole_table_say_so(cls, mixed_parquet) -> None
     with pytest.raises(ConfigError, match=f"generator '{cls.name}' loads the whole table"):
         generator.fit_stream(ParquetSource(path), schema)
     assert generator.schema_ is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", STREAMING)
+def test_streamed_and_in_memory_fits_train_on_cuda(name, mixed_parquet) -> None:
+    """On a GPU: the streamed fit (chunks moved to the device, the GAN's per-chunk condition
+    tables there) samples the schema and follows the marginals as on the CPU; the in-memory
+    fit, whose loops the streamed one shares, still trains there too."""
+    path, frame, schema = mixed_parquet
+    generator = REGISTRY[name](device="cuda", **PARAMS[name])
+    generator.fit_stream(
+        ParquetSource(path), schema, seed=1, sample_rows=SAMPLE_ROWS, chunk_rows=CHUNK_ROWS
+    )
+    sample = generator.sample(4_000, seed=3)
+    assert [str(t) for t in sample.dtypes] == [c.dtype for c in schema.columns]
+    real = frame["region"].astype(object).where(frame["region"].notna(), "<NA>")
+    fake = sample["region"].astype(object).where(sample["region"].notna(), "<NA>")
+    for level, p in real.value_counts(normalize=True).items():
+        noise = p * (1 - p) * (2 / SAMPLE_ROWS + 1 / len(sample))
+        share = fake.value_counts(normalize=True).get(level, 0.0)
+        assert abs(share - p) <= 4 * math.sqrt(noise) + SHARE_SLACK[name], (name, level)
+    in_memory = REGISTRY[name](device="cuda", **{**PARAMS[name], "epochs": 2})
+    in_memory.fit(frame, schema, seed=1)
+    assert len(in_memory.sample(100, seed=1)) == 100
