@@ -48,6 +48,8 @@ import pyarrow.dataset as ds
 import torch
 
 from generators.errors import DataError
+from generators.remote import filesystem as remote_filesystem
+from generators.remote import is_url
 from generators.schema import (
     Schema,
     normalize_dtypes,
@@ -373,7 +375,11 @@ def cast_to_schema(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 def _open(path) -> tuple[ds.Dataset, list, list[_Unit]]:
     """The dataset, its file fragments in path order, and their row groups as units."""
-    if isinstance(path, str | Path):
+    filesystem = None
+    if is_url(path):
+        # An object store is read in place (row groups on demand), never copied whole.
+        filesystem, source = _remote_files(path)
+    elif isinstance(path, str | Path):
         text = str(path)
         if any(char in text for char in "*?["):
             files = sorted(p for p in globbing.glob(text) if Path(p).is_file())
@@ -387,7 +393,7 @@ def _open(path) -> tuple[ds.Dataset, list, list[_Unit]]:
     else:
         source = [str(p) for p in path]
     try:
-        dataset = ds.dataset(source, format="parquet")
+        dataset = ds.dataset(source, format="parquet", filesystem=filesystem)
         fragments = sorted(dataset.get_fragments(), key=lambda fragment: fragment.path)
         units, start = [], 0
         for index, fragment in enumerate(fragments):
@@ -400,6 +406,29 @@ def _open(path) -> tuple[ds.Dataset, list, list[_Unit]]:
     if not fragments:
         raise DataError(f"data.path: {path} holds no Parquet files")
     return dataset, fragments, [unit for unit in units if unit.rows]
+
+
+def _remote_files(url: str) -> tuple[object, list[str]]:
+    """The fsspec filesystem of `url` and the Parquet files it names: the file, a glob's
+    matches or a folder's .parquet files (recursively), in path order."""
+    fs, root = remote_filesystem(url, "data.path")
+    try:
+        if any(char in root for char in "*?["):
+            files = sorted(fs.glob(root))
+        elif fs.isdir(root):
+            files = sorted(f for f in fs.find(root) if f.endswith((".parquet", ".pq")))
+        elif fs.exists(root):
+            files = [root]
+        else:
+            raise DataError(f"data.path: not found: {url}")
+    except DataError:
+        raise
+    except Exception as error:  # credentials, a missing bucket: the store's own words
+        detail = " ".join(str(error).split())[:200]
+        raise DataError(f"data.path: cannot list {url} ({detail})") from None
+    if not files:
+        raise DataError(f"data.path: no Parquet file at {url}; check the URL or pattern")
+    return fs, files
 
 
 def minibatches(chunks: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:

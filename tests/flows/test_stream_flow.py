@@ -39,7 +39,7 @@ def adult_parquet(tmp_path_factory) -> Path:
     return path
 
 
-def _config(write_config, path: Path, **sections):
+def _config(write_config, path: Path | str, **sections):
     data = {
         "path": str(path),
         "columns": None,
@@ -100,3 +100,23 @@ def test_stream_with_what_needs_the_whole_table_is_refused(
 def test_stream_reads_parquet_only(write_config, adult_slice):
     with pytest.raises(ConfigError, match="data.stream: reads Parquet"):
         load_config(_config(write_config, adult_slice))
+
+
+def test_a_stream_reads_an_object_store_url_in_place(write_config, adult_parquet):
+    import fsspec
+
+    from flows.synthesize import open_stream
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/stream-flow/adult.parquet", adult_parquet.read_bytes())
+    try:
+        local = open_stream.fn(load_config(_config(write_config, adult_parquet)))
+        remote = open_stream.fn(
+            load_config(_config(write_config, "memory://stream-flow/adult.parquet"))
+        )
+    finally:
+        memory.rm("/stream-flow", recursive=True)
+    assert len(remote[0]) == len(local[0])  # the same training rows, counted in place
+    pd.testing.assert_frame_equal(remote[1], local[1])  # the same seeded samples
+    pd.testing.assert_frame_equal(remote[2], local[2])
+    assert remote[3] == local[3]

@@ -407,3 +407,25 @@ def test_streamed_and_in_memory_fits_train_on_cuda(name, mixed_parquet) -> None:
     in_memory = REGISTRY[name](device="cuda", **{**PARAMS[name], "epochs": 2})
     in_memory.fit(frame, schema, seed=1)
     assert len(in_memory.sample(100, seed=1)) == 100
+
+
+# -- fsspec URLs ------------------------------------------------------------------------------
+def test_a_url_source_reads_in_place_the_rows_a_local_path_gives(numbered, tmp_path) -> None:
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    local_files = sorted(Path(numbered).glob("*.parquet")) if numbered.is_dir() else [numbered]
+    for file in local_files:
+        memory.pipe(f"/stream-test/data/{file.name}", file.read_bytes())
+    try:
+        local = ParquetSource(numbered)
+        for url in ("memory://stream-test/data", "memory://stream-test/data/*.parquet"):
+            remote = ParquetSource(url)
+            assert remote.num_rows == local.num_rows
+            pd.testing.assert_frame_equal(remote.sample(50, seed=3), local.sample(50, seed=3))
+        with pytest.raises(DataError, match="data.path: not found: memory://stream-test/nope"):
+            ParquetSource("memory://stream-test/nope.parquet")
+        with pytest.raises(DataError, match="no Parquet file at memory://stream-test/data/x"):
+            ParquetSource("memory://stream-test/data/x*.parquet")
+    finally:
+        memory.rm("/stream-test", recursive=True)
