@@ -287,7 +287,7 @@ class TabularVAEGenerator(Generator):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(batch)
+                total += loss.item() * len(batch)
                 rows += len(batch)
             schedule.step()
             if engine is not None:
