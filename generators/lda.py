@@ -341,43 +341,31 @@ class LDAGenerator(TextGenerator):
         unigram = np.bincount(current, minlength=n_words).astype(np.float64) + 1e-3
         self.unigram_ = torch.as_tensor(unigram / unigram.sum(), dtype=DTYPE)
 
-    def _bigram_rows(self, previous: torch.Tensor) -> torch.Tensor:
-        """p_bigram(. | previous) for each entry: (B, V), absolute discounting backed off to
-        the unigram; a context never seen gets the unigram."""
-        indptr, indices, values = self.bigram_indptr_, self.bigram_indices_, self.bigram_counts_
-        begin, end = indptr[previous], indptr[previous + 1]
-        sizes = end - begin
-        rows = torch.repeat_interleave(torch.arange(len(previous)), sizes)
-        offsets = torch.arange(int(sizes.sum())) - torch.repeat_interleave(
-            torch.cumsum(sizes, 0) - sizes, sizes
-        )
-        positions = torch.repeat_interleave(begin, sizes) + offsets
-        discounted = torch.zeros(len(previous), len(self.unigram_), dtype=DTYPE)
-        discounted[rows, indices[positions]] = (values[positions] - BIGRAM_DISCOUNT).clamp_min(0)
-        totals = torch.zeros(len(previous), dtype=DTYPE).index_add_(0, rows, values[positions])
-        distinct = sizes.to(DTYPE)
-        backoff = torch.where(totals > 0, BIGRAM_DISCOUNT * distinct / totals.clamp_min(1), 1.0)
-        return discounted / totals.clamp_min(1)[:, None] + backoff[:, None] * self.unigram_
-
     def _generate(self, lengths: np.ndarray, labels: np.ndarray | None) -> list[list[int]]:
+        """Token-id documents of the given lengths (see the module docstring), drawn from
+        the global torch RNG."""
         codes = labels if labels is not None else np.zeros(len(lengths), dtype=np.int64)
-        phi = (self.lambda_ / self.lambda_.sum(-1, keepdim=True)).cpu()  # (K, V)
-        lift = (phi / self.unigram_) ** self.params.topic_weight
-        lift[:, 0] = 0  # never the unknown token
+        sampler = self.word_sampler()
         out: list[list[int]] = []
         for begin in range(0, len(lengths), GENERATE_BATCH):
             batch_lengths = lengths[begin : begin + GENERATE_BATCH]
             alpha = self.theta_prior_[torch.as_tensor(codes[begin : begin + GENERATE_BATCH])]
             theta = torch.distributions.Dirichlet(alpha).sample()  # (B, K)
-            previous = torch.full((len(batch_lengths),), len(self.unigram_), dtype=torch.int64)
+            previous = torch.full((len(batch_lengths),), sampler.start, dtype=torch.int64)
             words = torch.zeros(len(batch_lengths), int(batch_lengths.max()), dtype=torch.int64)
             for t in range(words.shape[1]):
-                topics = torch.multinomial(theta, 1)[:, 0]
-                weights = self._bigram_rows(previous) * lift[topics]
-                words[:, t] = torch.multinomial(weights, 1)[:, 0]
+                words[:, t] = sampler.draw(previous, torch.multinomial(theta, 1)[:, 0])
                 previous = words[:, t]
             out += [row[:n].tolist() for row, n in zip(words, batch_lengths, strict=True)]
         return out
+
+    def word_sampler(self) -> WordSampler:
+        phi = (self.lambda_ / self.lambda_.sum(-1, keepdim=True)).cpu()  # (K, V)
+        lift = (phi / self.unigram_) ** self.params.topic_weight
+        lift[:, 0] = 0  # never the unknown token
+        return WordSampler(
+            self.bigram_indptr_, self.bigram_indices_, self.bigram_counts_, self.unigram_, lift
+        )
 
     def top_words(
         self, n: int = 10, *, relevance: float = 0.6, letters_only: bool = True
@@ -431,3 +419,70 @@ class LDAGenerator(TextGenerator):
         self.bigram_indices_ = tensors["bigram_indices"].cpu()
         self.bigram_counts_ = tensors["bigram_counts"].cpu()
         self.unigram_ = tensors["unigram"].cpu()
+
+
+class WordSampler:
+    """Draws the next word of many documents at once from
+
+        p(w | previous, z)  ∝  [max(c(previous, w) - d, 0) / c(previous)
+                                + backoff(previous) * p_unigram(w)] * lift_z(w),
+
+    the topic-conditioned bigram model of the module docstring, as a two-part mixture and
+    without a dense (documents, V) row per step: the seen-successor part over the previous
+    words' few bigram entries, the backoff part by binary search in a cumulative table of
+    p_unigram * lift_z per topic built once. Bigram counts are CSR over contexts (V + 1
+    rows, the last the document start); lift is (K, V)."""
+
+    def __init__(self, indptr, successors, counts, unigram, lift) -> None:
+        self.indptr, self.successors, self.lift = indptr, successors, lift
+        self.n_words = lift.shape[1]
+        self.start = len(indptr) - 2  # the document-start context
+        sizes = indptr.diff()
+        row_of_entry = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+        totals = torch.zeros(len(sizes), dtype=DTYPE).index_add_(0, row_of_entry, counts)
+        self.backoff = torch.where(
+            totals > 0, BIGRAM_DISCOUNT * sizes.to(DTYPE) / totals.clamp_min(1), 1.0
+        )
+        self.discounted = (counts - BIGRAM_DISCOUNT).clamp_min(0) / totals.clamp_min(1)[
+            row_of_entry
+        ]
+        self.base = unigram[None, :] * lift  # (K, V): the backoff part's weights per topic
+        self.base_mass = self.base.sum(1)
+        # One increasing table over all topics: topic k's words after those of topics < k.
+        before = self.base_mass.cumsum(0) - self.base_mass
+        self.base_table = (self.base.cumsum(1) + before[:, None]).reshape(-1)
+
+    def probabilities(self, previous: int, topic: int) -> torch.Tensor:
+        """(V,) p(. | previous, topic), densely: the reference `draw` samples from."""
+        begin, end = int(self.indptr[previous]), int(self.indptr[previous + 1])
+        row = self.backoff[previous] * self.base[topic].clone()
+        words = self.successors[begin:end]
+        row[words] += self.discounted[begin:end] * self.lift[topic, words]
+        return row / row.sum()
+
+    def draw(self, previous: torch.Tensor, topics: torch.Tensor) -> torch.Tensor:
+        """(B,) next words for (B,) previous words (or `start`) and (B,) topics."""
+        first = self.indptr[previous]
+        sizes = self.indptr[previous + 1] - first
+        owner = torch.repeat_interleave(torch.arange(len(previous)), sizes)
+        starts = torch.cumsum(sizes, 0) - sizes
+        entry = torch.repeat_interleave(first - starts, sizes) + torch.arange(int(sizes.sum()))
+        weight = self.discounted[entry] * self.lift[topics[owner], self.successors[entry]]
+        seen_mass = torch.zeros(len(previous), dtype=DTYPE).index_add_(0, owner, weight)
+        backoff_mass = self.backoff[previous] * self.base_mass[topics]
+        u = torch.rand(len(previous), 2, dtype=DTYPE)
+        from_seen = u[:, 0] * (seen_mass + backoff_mass) < seen_mass
+        # Seen part: binary search in the running sum of the flattened weights (a previous
+        # word without entries has no seen mass and is never drawn from here).
+        seen_word = torch.zeros(len(previous), dtype=torch.int64)
+        if len(weight):
+            running = torch.cumsum(weight, 0)
+            before = torch.cat([running.new_zeros(1), running])[starts]
+            pick = torch.searchsorted(running, before + u[:, 1] * seen_mass, right=True)
+            pick = torch.minimum(pick, starts + sizes - 1).clamp(0, len(weight) - 1)
+            seen_word = self.successors[entry[pick]]
+        # Backoff part: binary search in the topic's stretch of the table.
+        offset = self.base_table[topics * self.n_words] - self.base[topics, 0]
+        target = offset + u[:, 1] * self.base_mass[topics]
+        found = torch.searchsorted(self.base_table, target, right=True) - topics * self.n_words
+        return torch.where(from_seen, seen_word, found.clamp(1, self.n_words - 1))

@@ -127,6 +127,29 @@ def test_labels_condition_the_topics(fitted_labelled):
     assert sample["text"].str.split().str.len().between(8, 19).all()
 
 
+def test_the_word_sampler_draws_from_the_dense_topic_bigram_distribution(fitted_labelled):
+    """WordSampler.draw (sparse seen part + per-topic backoff table) against the dense
+    p(w | previous, z) for the document start and a common word, under both topics. The
+    tolerance on total variation is its expectation bound for N draws,
+    0.5 * sum_w sqrt(p_w (1 - p_w) / N), which a wrong part or weight exceeds many times."""
+    generator, _ = fitted_labelled
+    sampler = generator.word_sampler()
+    common = int(generator.unigram_[1:].argmax()) + 1
+    draws = 20_000
+    torch.manual_seed(0)
+    for previous in (sampler.start, common):
+        for topic in (0, 1):
+            p = sampler.probabilities(previous, topic).numpy()
+            words = sampler.draw(
+                torch.full((draws,), previous, dtype=torch.int64),
+                torch.full((draws,), topic, dtype=torch.int64),
+            )
+            observed = np.bincount(words.numpy(), minlength=len(p)) / draws
+            tolerance = 0.5 * np.sqrt(p * (1 - p) / draws).sum()
+            assert 0.5 * np.abs(observed - p).sum() < tolerance, (previous, topic)
+            assert observed[0] == 0  # never the unknown token
+
+
 def test_word_order_follows_the_bigrams_of_the_corpus():
     phrases = ["the old man and the sea", "a dog ran in the park", "my hat is red and blue"]
     rng = np.random.default_rng(0)
