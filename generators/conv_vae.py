@@ -44,6 +44,8 @@ from generators.dcgan import (
     load_weights,
     mixed_precision,
     sampling_device,
+    snapshots_from_state,
+    snapshots_to_state,
     to_uint8_images,
     training_batches,
 )
@@ -121,6 +123,7 @@ class ConvVAEGenerator(ImageGenerator):
     """A conditional convolutional VAE; see the module docstring."""
 
     name = "conv_vae"
+    resumable = True  # every epoch is checkpointed when fit has a checkpoint_dir
     Params = ConvVAEParams
 
     def _build(self, device: torch.device) -> None:
@@ -144,8 +147,22 @@ class ConvVAEGenerator(ImageGenerator):
             else None
         )
         self.snapshots_: list[tuple[int, np.ndarray]] = []
+        first_epoch = 0
+        resumed = self._load_checkpoint(device)
+        if resumed is not None:
+            first_epoch, state = resumed
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            self.snapshots_ = snapshots_from_state(state["snapshots"])
         started = time.monotonic()
-        for epoch in tqdm(range(1, params.epochs + 1), desc=f"training {self.name}", unit="epoch"):
+        for epoch in tqdm(
+            range(first_epoch + 1, params.epochs + 1),
+            desc=f"training {self.name}",
+            unit="epoch",
+            initial=first_epoch,
+            total=params.epochs,
+        ):
             order = torch.randperm(len(images)).to(device)
             totals = torch.zeros(2, device=device)
             for step in range(steps):
@@ -183,6 +200,15 @@ class ConvVAEGenerator(ImageGenerator):
                 with torch.no_grad(), amp:
                     means = torch.sigmoid(model.decode(fixed_noise, fixed_labels))
                 self.snapshots_.append((epoch, to_uint8_images(means)))
+            self._save_checkpoint(
+                epoch,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "snapshots": snapshots_to_state(self.snapshots_),
+                },
+            )
             if out_of_time:
                 break
         model.eval()

@@ -211,6 +211,15 @@ def load_weights(module: nn.Module, file: Path, device: torch.device) -> None:
     module.eval()
 
 
+def snapshots_to_state(snapshots: list[tuple[int, np.ndarray]]) -> list:
+    """Snapshot grids as (epoch, tensor) pairs a weights-only checkpoint can hold."""
+    return [(epoch, torch.from_numpy(images)) for epoch, images in snapshots]
+
+
+def snapshots_from_state(state: list) -> list[tuple[int, np.ndarray]]:
+    return [(int(epoch), images.cpu().numpy()) for epoch, images in state]
+
+
 def training_batches(n: int, batch_size: int) -> tuple[int, int]:
     """(batch size, batches per epoch): full batches only (batch norm needs two or more
     rows, and equal batches keep the loss scale steady); one batch of all when n is small."""
@@ -280,6 +289,7 @@ class DCGANGenerator(ImageGenerator):
     the discriminator's mean binary cross-entropies."""
 
     name = "dcgan"
+    resumable = True  # every epoch is checkpointed when fit has a checkpoint_dir
     Params = DCGANParams
 
     def _build(self, device: torch.device) -> None:
@@ -314,8 +324,24 @@ class DCGANGenerator(ImageGenerator):
         self.snapshots_: list[tuple[int, np.ndarray]] = []
         real_target = torch.full((batch,), 1.0 - params.label_smoothing, device=device)
         fake_target = torch.zeros(batch, device=device)
+        first_epoch = 0
+        resumed = self._load_checkpoint(device)
+        if resumed is not None:
+            first_epoch, state = resumed
+            generator.load_state_dict(state["generator"])
+            discriminator.load_state_dict(state["discriminator"])
+            optimizer_g.load_state_dict(state["optimizer_g"])
+            optimizer_d.load_state_dict(state["optimizer_d"])
+            scaler.load_state_dict(state["scaler"])
+            self.snapshots_ = snapshots_from_state(state["snapshots"])
         started = time.monotonic()
-        for epoch in tqdm(range(1, params.epochs + 1), desc=f"training {self.name}", unit="epoch"):
+        for epoch in tqdm(
+            range(first_epoch + 1, params.epochs + 1),
+            desc=f"training {self.name}",
+            unit="epoch",
+            initial=first_epoch,
+            total=params.epochs,
+        ):
             order = torch.randperm(len(images)).to(device)
             totals = torch.zeros(2, device=device)
             for step in range(steps):
@@ -352,6 +378,17 @@ class DCGANGenerator(ImageGenerator):
             last = epoch == params.epochs or out_of_time
             if params.snapshot_every and (epoch % params.snapshot_every == 0 or last):
                 self.snapshots_.append((epoch, self._snapshot(fixed_noise, fixed_labels, amp)))
+            self._save_checkpoint(
+                epoch,
+                {
+                    "generator": generator.state_dict(),
+                    "discriminator": discriminator.state_dict(),
+                    "optimizer_g": optimizer_g.state_dict(),
+                    "optimizer_d": optimizer_d.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "snapshots": snapshots_to_state(self.snapshots_),
+                },
+            )
             if out_of_time:
                 break
         generator.eval()

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from generators.base import CHECKPOINT_FILE, Generator
-from generators.registry import REGISTRY
+from generators.images import image_schema, images_to_frame
+from generators.registry import IMAGE_GENERATORS, REGISTRY
+from tests.generators.test_images import digits
 
 RESUMABLE = sorted(name for name, cls in REGISTRY.items() if cls.resumable)
 TINY = {
@@ -71,6 +73,51 @@ def test_a_crashed_fit_resumes_and_matches_an_uninterrupted_one(
     assert uninterrupted.resumed_from_ is None
     assert resumed.losses_ == uninterrupted.losses_
     pd.testing.assert_frame_equal(resumed.sample(300, seed=1), uninterrupted.sample(300, seed=1))
+
+
+IMAGE_RESUMABLE = sorted(name for name, cls in IMAGE_GENERATORS.items() if cls.resumable)
+TINY_IMAGE = {
+    "dcgan": {"epochs": 4, "width": 4, "batch_size": 32, "snapshot_every": 1},
+    "conv_vae": {"epochs": 4, "width": 4, "batch_size": 32, "snapshot_every": 1},
+}
+
+
+def test_every_resumable_image_generator_has_tiny_settings() -> None:
+    assert IMAGE_RESUMABLE and sorted(TINY_IMAGE) == IMAGE_RESUMABLE
+
+
+@pytest.mark.parametrize("name", IMAGE_RESUMABLE)
+def test_a_crashed_image_fit_resumes_and_matches_an_uninterrupted_one(
+    name, tmp_path, monkeypatch
+) -> None:
+    frame = images_to_frame(*digits(96))
+    schema = image_schema(frame)
+
+    def fit(checkpoint_dir=None):
+        generator = IMAGE_GENERATORS[name](device="cpu", **TINY_IMAGE[name])
+        return generator.fit(frame, schema, seed=SEED, checkpoint_dir=checkpoint_dir)
+
+    uninterrupted = fit()
+    original = Generator._save_checkpoint
+
+    def crash_after_second(self, epoch, state):
+        original(self, epoch, state)
+        if epoch == 2:
+            raise _Crash
+
+    monkeypatch.setattr(Generator, "_save_checkpoint", crash_after_second)
+    with pytest.raises(_Crash):
+        fit(tmp_path)
+    monkeypatch.setattr(Generator, "_save_checkpoint", original)
+
+    resumed = fit(tmp_path)
+    assert resumed.resumed_from_ == 2
+    assert resumed.losses_ == uninterrupted.losses_
+    # The per-epoch grids survive the crash: epochs 1-2 from the checkpoint, 3-4 after it.
+    assert [e for e, _ in resumed.snapshots_] == [e for e, _ in uninterrupted.snapshots_]
+    for (_, a), (_, b) in zip(resumed.snapshots_, uninterrupted.snapshots_, strict=True):
+        assert (a == b).all()
+    pd.testing.assert_frame_equal(resumed.sample(32, seed=1), uninterrupted.sample(32, seed=1))
 
 
 KILLED_EPOCHS = 20
