@@ -10,8 +10,11 @@ Which generators condition natively (`Generator.supports_conditions`):
   the conditioned columns are categorical/boolean and are the first columns of that order
   (put them there with the `first_columns` parameter); otherwise by rejection.
 - `gaussian_copula`: SDV's conditional sampling of the copula (`sample_from_conditions`).
+- `gan`: one categorical/boolean column, through the conditional vector it was trained
+  with (CTGAN's), keeping the rows whose decoded category matches; several columns by
+  rejection.
 Every other generator (SDV's ctgan/tvae/copulagan, whose SDV conditional sampling is
-rejection sampling anyway, gan, vae, gmm, the Boltzmann machines, the baselines) samples
+rejection sampling anyway, vae, gmm, the Boltzmann machines, the baselines) samples
 by rejection: draw, keep the matching rows, at most `max_tries_factor` draws per row asked
 for, and a DataError naming the condition and its observed acceptance rate when too rare.
 

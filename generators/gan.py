@@ -40,9 +40,10 @@ from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from generators.base import Generator, Params, resolve_device
+from generators.base import MAX_TRIES_FACTOR, Generator, Params, resolve_device
 from generators.dequantize import spread_ties
 from generators.encoding import TabularEncoder
+from generators.errors import DataError
 from generators.streaming import ParquetSource, encoded_chunks
 from generators.values import as_labels
 
@@ -264,6 +265,7 @@ class ConditionalGANGenerator(Generator):
     name = "gan"
     Params = GANParams
     supports_streaming = True
+    supports_conditions = True  # one categorical/boolean column, by the conditional vector
 
     def _build(self, device: torch.device, condition_counts: torch.Tensor) -> None:
         params: GANParams = self.params  # type: ignore[assignment]
@@ -448,13 +450,66 @@ class ConditionalGANGenerator(Generator):
         return loss.detach()
 
     @torch.no_grad()
-    def _sample(self, n: int) -> pd.DataFrame:
+    def _sample(self, n: int, position: int | None = None) -> pd.DataFrame:
+        """`n` rows; with `position`, the conditional vector is fixed to that one-hot (a
+        category of one column) instead of drawn at the real frequencies."""
         inputs, _, _, _ = self._noise(n, training=False)
+        if position is not None:
+            width = self.layout_.cond_width
+            inputs[:, -width:] = 0.0
+            inputs[:, inputs.shape[1] - width + position] = 1.0
         raw = self.generator_(inputs)
         rng = np.random.default_rng(int(np.random.randint(2**31)))
         # Continuous outputs are normal scores; span outputs are logits, which the encoder
         # samples categories and missingness from.
         return self.encoder_.inverse(raw.numpy().astype(np.float64), rng)
+
+    # -- conditions: CTGAN's conditional vector ---------------------------------------------
+    def _condition_position(self, values: dict) -> int | None:
+        """The conditional-vector position of a single categorical or boolean condition
+        (checked values: categories as labels, booleans as bools); None otherwise."""
+        if len(values) != 1:
+            return None
+        ((name, value),) = values.items()
+        offset = 0
+        for entry in self.encoder_.columns:  # cond positions follow the categorical spans
+            if entry["kind"] != "categorical":
+                continue
+            if entry["name"] == name:
+                label = str(value)
+                categories = entry["categories"]
+                return offset + categories.index(label) if label in categories else None
+            offset += len(entry["categories"])
+        return None
+
+    def _conditions_natively(self, values: dict) -> bool:
+        return self._condition_position(values) is not None
+
+    def _sample_conditioned(self, n: int, values: dict) -> pd.DataFrame:
+        """Rows generated with the condition's one-hot as the conditional vector (what the
+        generator was trained to honour: a real row of that category was the discriminator's
+        match), keeping those whose decoded category is the condition; the rest, which the
+        decoder's sampling of the category's logits lets through, are drawn again. Bounded
+        like rejection sampling, with an error naming the condition and its rate."""
+        position = self._condition_position(values)
+        ((name, value),) = values.items()
+        label, limit = str(value), max(MAX_TRIES_FACTOR * n, 10_000)
+        kept: list[pd.DataFrame] = []
+        have = drawn = 0
+        while have < n:
+            if drawn >= limit:
+                raise DataError(
+                    f"sample.conditions: {name} = {value!r}: only {have} of {drawn} rows "
+                    f"generated for it matched (rate {have / drawn:.4f}); the gan has not "
+                    "learned this category: train longer, or condition another generator"
+                )
+            rows = min(limit - drawn, max(2 * (n - have), 1024))
+            frame = self._sample(rows, position)
+            drawn += rows
+            match = frame[frame[name].pipe(as_labels) == label]
+            kept.append(match)
+            have += len(match)
+        return pd.concat(kept, ignore_index=True).head(n)
 
     def _save(self, path: Path) -> None:
         self.encoder_.save(path / ENCODER_FILE)
