@@ -7,8 +7,10 @@ emissions (`emission` parameter):
 - "autoregressive" (default): within state k each numeric column d follows its own AR(1),
   x_t ~ N(c_kd + a_kd x_{t-1}, v_kd), where the same entity's previous value is observed,
   and a diagonal Gaussian N(mu_kd, var_kd) where it is not (an entity's first row, after a
-  missing value). Columns are independent given the state and the previous row; their
-  co-movement within a sequence comes through the shared state path.
+  missing value). In EM columns are independent given the state and the previous row;
+  at sampling (`correlated_noise`, default on) each state's residual correlation between
+  the numeric columns, estimated after EM from the posteriors, correlates the noise, so
+  columns co-move within a row as well as through the shared state path.
 - "gaussian": a diagonal Gaussian everywhere: hmmlearn's GaussianHMM.
 It is trained by Baum–Welch, batched over the training windows of all entities, reusing
 `generators.hmm.forward_backward` (scaled recursion, (B, T, K) emission log-probs) and
@@ -150,6 +152,9 @@ class SequenceHMMState:
     ar_var: torch.Tensor
     log_missing: torch.Tensor
     categorical: list[torch.Tensor] = field(default_factory=list)
+    # (K, D, D) Cholesky factors of the numeric columns' residual correlation per state,
+    # applied to the noise at sampling (None: independent columns, as EM assumes).
+    noise_chol: torch.Tensor | None = None
 
     @property
     def n_states(self) -> int:
@@ -157,7 +162,9 @@ class SequenceHMMState:
 
     def to(self, device: str | torch.device) -> SequenceHMMState:
         moved = {
-            name: [t.to(device) for t in value] if isinstance(value, list) else value.to(device)
+            name: [t.to(device) for t in value]
+            if isinstance(value, list)
+            else (value if value is None else value.to(device))
             for name, value in self.tensors().items()
         }
         return SequenceHMMState(**moved)
@@ -381,6 +388,45 @@ def baum_welch_sequences(
     return state, history
 
 
+def residual_correlation_factors(
+    state: SequenceHMMState,
+    rows: EncodedRows,
+    gamma: torch.Tensor,
+    *,
+    autoregressive: bool,
+    prior_rows: float = 10.0,
+) -> torch.Tensor:
+    """(K, D, D) Cholesky factors of each state's correlation between the numeric columns'
+    standardised residuals: (x - mean) / sd under the plain Gaussian, (x - c - a x_prev) /
+    sd under the AR(1) where it applies. Pairs are weighted by the posteriors `gamma`
+    (N, K) over the rows where both columns are observed; each estimate is shrunk towards
+    independence by `prior_rows` pseudo-rows and projected to the nearest valid
+    correlation matrix (eigenvalues floored), so a state with few rows stays near I."""
+    k, d = state.n_states, rows.x.shape[1]
+    factors = torch.empty(k, d, d, dtype=DTYPE, device=rows.x.device)
+    eye = torch.eye(d, dtype=DTYPE, device=rows.x.device)
+    for j in range(k):
+        plain = (rows.x - state.means[j]) / state.variances[j].sqrt()
+        if autoregressive:
+            step = state.ar_const[j] + state.ar_coef[j] * rows.previous
+            ar = (rows.x - step) / state.ar_var[j].sqrt()
+            plain = torch.where(rows.lagged > 0, ar, plain)
+        z = plain * rows.present
+        weighted = z * gamma[:, j : j + 1]
+        cross = weighted.T @ z  # (D, D) sums over rows where both are observed
+        squares = (weighted * z).T @ rows.present  # [d, e]: sum of z_d^2 where e observed
+        pairs = (rows.present * gamma[:, j : j + 1]).T @ rows.present  # posterior mass
+        scale = (squares * squares.T).clamp_min(1e-12).sqrt()
+        correlation = torch.where(pairs > 1.0, cross / scale, 0.0) * (1 - eye) + eye
+        shrink = pairs / (pairs + prior_rows)
+        correlation = shrink * correlation + (1 - shrink) * eye
+        values, vectors = torch.linalg.eigh(correlation)
+        repaired = vectors @ torch.diag(values.clamp_min(1e-3)) @ vectors.T
+        norm = repaired.diagonal().sqrt()
+        factors[j] = torch.linalg.cholesky(repaired / norm[:, None] / norm[None, :])
+    return factors
+
+
 def sequence_log_likelihood(
     state: SequenceHMMState, rows: EncodedRows, lengths: np.ndarray, batch_rows: int = 1 << 16
 ) -> float:
@@ -408,6 +454,11 @@ class SequenceHMMParams(Params):
     # with phi 0.9: lag-1 0.68 with 4 states, 0.85 with 16). "gaussian": the textbook
     # model, hmmlearn's GaussianHMM (the oracle).
     emission: Literal["autoregressive", "gaussian"] = "autoregressive"
+    # Columns are independent given the state in EM; with this, each state's residual
+    # correlation between numeric columns (estimated after EM from the posteriors) shapes
+    # the sampling noise, so columns co-move within a row as in the data (a Gaussian
+    # copula on the residuals; EM and log_likelihood keep the diagonal model).
+    correlated_noise: bool = True
     n_iter: int = Field(30, ge=1)
     # Stop when an iteration gains less than this much log-likelihood per row.
     tol: float = Field(1e-4, ge=0)
@@ -549,6 +600,13 @@ class SequenceHMMGenerator(SequenceGenerator):
             batch_rows=p.batch_rows,
         )
         self.losses_ = [{"nll_per_row": -value / len(rows)} for value in history]
+        if p.correlated_noise and rows.x.shape[1] > 1:
+            _, gamma = e_step(
+                self.state_, rows, Windows.build(windows, p.batch_rows, rows.x.device)
+            )
+            self.state_.noise_chol = residual_correlation_factors(
+                self.state_, rows, gamma, autoregressive=p.emission == "autoregressive"
+            )
 
     def _initial_state(self, rows: EncodedRows, lengths: np.ndarray) -> SequenceHMMState:
         """k-means++ labels, then a hard M-step (see the module docstring)."""
@@ -621,6 +679,10 @@ class SequenceHMMGenerator(SequenceGenerator):
         out: dict[str, object] = {}
         if d:
             noise = torch.randn(n, width, d, dtype=DTYPE, device=device)
+            if state.noise_chol is not None:
+                for k in range(state.n_states):  # each state's correlation on its rows
+                    rows_k = paths == k
+                    noise[rows_k] = noise[rows_k] @ state.noise_chol[k].T
             blank = torch.zeros(n, width, d, dtype=torch.bool, device=device)
             if enc.indicator:
                 where = [enc.numeric.index(name) for name in enc.indicator]
@@ -688,8 +750,9 @@ class SequenceHMMGenerator(SequenceGenerator):
     # -- saving --------------------------------------------------------------------------------
     def _save_model(self, path: Path) -> None:
         tensors = {
-            name: ([t.cpu() for t in value] if isinstance(value, list) else value.cpu())
+            name: [t.cpu() for t in value] if isinstance(value, list) else value.cpu()
             for name, value in self.state_.tensors().items()
+            if value is not None
         }
         torch.save(tensors, path / MODEL_FILE)
         (path / ENCODING_FILE).write_text(json.dumps(self.encoding_.to_dict()))
