@@ -31,6 +31,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -66,7 +67,7 @@ from generators.remote import filesystem, is_remote, join_url, local_path, uploa
 from generators.schema import Schema, infer_schema, normalize_dtypes
 from generators.sequences import SequenceSettings, split_sequences
 from generators.streaming import Holdout, ParquetSource, cast_to_schema
-from generators.tables import split_holdout, write_parquet_atomic
+from generators.tables import check_finite, check_not_empty, split_holdout, write_parquet_atomic
 from generators.text import TEXT_COLUMN
 from validation import Report
 from validation.downstream import downstream_report
@@ -100,6 +101,8 @@ STREAM_SHARD_ROWS = 1_000_000
 AUGMENTED_FILE = "augmented.parquet"  # augment.merge: real training rows + synthetic rows
 SYNTHETIC_FLAG = "synthetic"
 QUARANTINE_DIR = "quarantine"
+# A run the gate published but the object store refused: kept locally, never lost.
+UNSENT_DIR = "unsent"
 PREVIEW_ROWS = 20
 PERPLEXITY_DOCS = 2000  # holdout documents scored by a text model's perplexity
 SAMPLES_FILE = "samples.txt"  # text runs: the first synthetic documents, for reading
@@ -188,6 +191,9 @@ def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.Data
         raise DataError(f"data.drop: column(s) {unknown} are not in {data.path}")
     source = source.select([name for name in source.columns if name not in data.drop])
     train = source.sample(settings.sample_rows, config.seed)
+    # read_table's checks, on the sample: what the schema and the encoders learn from.
+    check_not_empty(train, data.path, f"empty in a sample of {len(train)} rows")
+    check_finite(train, data.path)
     schema = infer_schema(train, data.column_kinds, source.arrow_schema)
     source = source.select(source.columns, schema)
     holdout = source.holdout_part().sample(settings.sample_rows, config.seed)
@@ -267,6 +273,8 @@ def fit(
             checkpoint_dir=checkpoint_dir,
             sample_rows=config.data.stream.sample_rows,
             chunk_rows=config.data.stream.chunk_rows,
+            # open_stream's sample: the encoder learns the rows the schema was inferred from
+            sample_seed=config.seed,
         )
     else:
         generator.fit(train, schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir)
@@ -721,10 +729,12 @@ def publish(staging_dir: Path, final_dir: Path) -> Path:
 @task(
     retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error, cache_policy=NO_CACHE
 )
-def upload(staging_dir: Path, url: str) -> str:
-    """Upload the complete run folder to the `output.dir` URL, `_SUCCESS` last; a failed
-    upload leaves nothing there. The last step of a run published to a URL."""
-    return upload_folder(staging_dir, url, "output.dir")
+def upload(staging_dir: Path, url: str, register: Callable[[], None]) -> str:
+    """Upload the complete run folder to the `output.dir` URL, then `register()` the run
+    (MLflow), then write `_SUCCESS`; a failure at any step leaves nothing there, so a
+    registered `published` model always has its data. The last step of a run published
+    to a URL."""
+    return upload_folder(staging_dir, url, "output.dir", before_marker=register)
 
 
 def run_roots(config: RunConfig) -> tuple[Path, str | None]:
@@ -976,11 +986,26 @@ def synthesize(config: RunConfig) -> RunResult:
             mlflow_run_id=run_id,
             flow_run_id=str(flow_run_id),
         )
-        # Everything is logged from staging; only then does the run folder move into place,
-        # so a tracking failure leaves nothing on the published (or quarantine) path.
-        result.model_uri, result.registered_model, result.registered_version = track(
-            tracker.uri, run_id, config, staging_dir, reports, result
-        )
+
+        def register() -> None:
+            if result.model_uri is None:  # once: a retried upload must not log a 2nd model
+                result.model_uri, result.registered_model, result.registered_version = track(
+                    tracker.uri, run_id, config, staging_dir, reports, result
+                )
+
+        # Everything is logged from staging; only then does the run folder move into place
+        # (or, for a URL, get its _SUCCESS marker), so a tracking failure leaves nothing on
+        # the published (or quarantine) path.
+        if published_url:
+            try:
+                upload(staging_dir, published_url, register)
+            except DataError as error:  # the store failed: keep the run for another try
+                kept = publish(staging_dir, run_root / UNSENT_DIR / run_id)
+                raise DataError(f"{error}; the run is kept at {kept}") from error
+            _remove_staging(staging_dir)
+        else:
+            register()
+            publish(staging_dir, final_dir)
         tracker.set_tags(
             {
                 "synthpipe.gate_overridden": str(overridden).lower(),
@@ -988,11 +1013,6 @@ def synthesize(config: RunConfig) -> RunResult:
             }
         )
         _summary_artifact(config, result, reports)
-        if published_url:
-            upload(staging_dir, published_url)
-            _remove_staging(staging_dir)
-        else:
-            publish(staging_dir, final_dir)
         tracker.end("FINISHED")
         if status == "quarantined":
             # The Prefect run fails with the reasons; the result still travels with the state.

@@ -252,7 +252,9 @@ class AutoregressiveGenerator(Generator):
 
         self._train(epoch_batches, validation, device)
 
-    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+    def _fit_stream(
+        self, source: ParquetSource, sample_rows: int, chunk_rows: int, sample_seed: int
+    ) -> None:
         """Train on passes over `source` in bounded memory. What differs from `fit`:
 
         - the token bins (quantiles, point masses, within-bin quantiles; min_bin_rows
@@ -270,7 +272,7 @@ class AutoregressiveGenerator(Generator):
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
         stream_seed = int(np.random.randint(2**31))
-        rows = source.sample_row_numbers(sample_rows, stream_seed)
+        rows = source.sample_row_numbers(sample_rows, sample_seed)
         sample = source.read_rows(rows)
         self.encoder_ = self._new_encoder(sample)
         tokens = torch.from_numpy(self.encoder_.transform(sample))

@@ -182,6 +182,7 @@ class Generator(ABC):
         checkpoint_dir: Path | None = None,
         sample_rows: int = STREAM_SAMPLE_ROWS,
         chunk_rows: int = STREAM_CHUNK_ROWS,
+        sample_seed: int | None = None,
     ) -> Self:
         """Fit on the rows of `source` (a `generators.streaming.ParquetSource`, e.g. a
         Parquet file larger than memory) without loading them all. Returns self.
@@ -192,6 +193,9 @@ class Generator(ABC):
         sample and a few chunks are in memory. Identifier columns are re-issued past the
         largest value in one pass over those columns. The others raise ConfigError. No DP
         (Opacus samples batches from the whole table). Same source and seed, same model.
+        `sample_seed` picks the sample (`source.sample(sample_rows, sample_seed)`): give the
+        seed the caller's own sample used (the schema's), so the encoder sees the same rows
+        and learns no category the schema lacks; default: drawn from `seed`.
         """
         if not self.supports_streaming:
             from generators.registry import REGISTRY  # registry imports every generator
@@ -222,7 +226,10 @@ class Generator(ABC):
         return self._seeded_fit(
             seed,
             lambda modelled: self._fit_stream(
-                source.select(modelled, schema), sample_rows, chunk_rows
+                source.select(modelled, schema),
+                sample_rows,
+                chunk_rows,
+                int(np.random.randint(2**31)) if sample_seed is None else sample_seed,
             ),
         )
 
@@ -431,7 +438,9 @@ class Generator(ABC):
     def _fit(self, data: pd.DataFrame) -> None:
         """Learn from `data` (only `modelled_columns`, nullable dtypes); RNGs are seeded."""
 
-    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+    def _fit_stream(
+        self, source: ParquetSource, sample_rows: int, chunk_rows: int, sample_seed: int
+    ) -> None:
         """Learn from `source` (only `modelled_columns`, cast to the schema) in bounded
         memory; RNGs are seeded. Generators with `supports_streaming` implement it."""
         raise NotImplementedError(f"{self.name} does not stream")

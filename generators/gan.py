@@ -290,7 +290,9 @@ class ConditionalGANGenerator(Generator):
         steps = max(1, len(matrix) // batch)
         self._train(lambda epoch: [(matrix, rows, steps)], device)
 
-    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+    def _fit_stream(
+        self, source: ParquetSource, sample_rows: int, chunk_rows: int, sample_seed: int
+    ) -> None:
         """Train on passes over `source` in bounded memory. What differs from `fit`:
 
         - the encoding (quantile knots, categories) is fitted on a seeded uniform sample of
@@ -307,7 +309,7 @@ class ConditionalGANGenerator(Generator):
         params: GANParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
         stream_seed = int(np.random.randint(2**31))
-        sample = source.sample(sample_rows, stream_seed)
+        sample = source.sample(sample_rows, sample_seed)
         self.encoder_ = TabularEncoder().fit(sample, self.schema_)
         del sample
         self._build(device, self._condition_counts(source, chunk_rows))

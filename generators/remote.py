@@ -23,7 +23,7 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,12 +198,16 @@ def _read_error(error: BaseException, url: str, key: str, protocol: str) -> Data
     )
 
 
-def upload_folder(folder: Path, url: str, key: str = "output.dir") -> str:
+def upload_folder(
+    folder: Path, url: str, key: str = "output.dir", before_marker: Callable[[], None] | None = None
+) -> str:
     """Upload every file under `folder` to the URL `url` (a folder there, which must not
-    exist yet), then `_SUCCESS` last: a JSON list of the files and their sizes.
+    exist yet), call `before_marker()` (e.g. register the run), then write `_SUCCESS` last:
+    a JSON list of the files and their sizes.
 
-    On any failure, what was written at `url` is removed before the error is raised, so
-    the URL holds the whole folder with its marker, or nothing. Returns `url`.
+    On any failure, `before_marker`'s included, what was written at `url` is removed before
+    the error is raised, so the URL holds the whole folder with its marker, or nothing.
+    Returns `url`.
     """
     fs, path = filesystem(url, key)
     protocol = _URL.match(url).group(1).lower()
@@ -223,16 +227,33 @@ def upload_folder(folder: Path, url: str, key: str = "output.dir") -> str:
         raise DataError(f"{key}: cannot write {url} ({_named(error)}); {hint}") from error
     if exists:
         raise DataError(f"{key}: {url} exists already; a run is never written over another")
-    try:
-        fs.put([str(p) for p in local], [f"{base}/{name}" for name in names])
-        fs.pipe_file(f"{base}/{SUCCESS_MARKER}", marker.encode())
-    except Exception as error:
+
+    def failed(error: Exception) -> DataError:
+        """The one-line error of a failed write, after removing what it left."""
         left = (
             f"nothing was left at {url}"
             if _removed(fs, base)
             else f"the files written there lack {SUCCESS_MARKER}; delete {url}"
         )
-        raise DataError(f"{key}: cannot write {url} ({_named(error)}); {hint}; {left}") from error
+        return DataError(f"{key}: cannot write {url} ({_named(error)}); {hint}; {left}")
+
+    try:
+        fs.put([str(p) for p in local], [f"{base}/{name}" for name in names])
+    except Exception as error:
+        raise failed(error) from error
+    except BaseException:
+        _removed(fs, base)
+        raise
+    if before_marker is not None:
+        try:
+            before_marker()
+        except BaseException:  # not registered: the files must not stay either
+            _removed(fs, base)
+            raise
+    try:
+        fs.pipe_file(f"{base}/{SUCCESS_MARKER}", marker.encode())
+    except Exception as error:
+        raise failed(error) from error
     except BaseException:
         _removed(fs, base)
         raise

@@ -211,29 +211,14 @@ def read_table(
         raise DataError(f"{source}: no columns left to synthesise")
     if len(frame) == 0:
         raise DataError(f"{source}: the table has no data rows")
-    empty = [name for name, missing in frame.isna().all().items() if missing]
-    if empty:
-        raise DataError(
-            f"{source}: column(s) {_listed(empty)} are entirely empty; nothing can be learned "
-            f"from them: list them under data.drop"
-        )
+    check_not_empty(frame, source)
     try:
         frame = normalize_dtypes(frame)
         _check_text_values(frame)
         frame = normalize_dtypes(parse_number_strings(parse_datetime_strings(frame)))
     except DataError as error:
         raise DataError(f"{source}: {error}") from None
-    floats = [name for name in frame.columns if pd.api.types.is_float_dtype(frame[name].dtype)]
-    infinite = [
-        name
-        for name in floats
-        if np.isinf(frame[name].to_numpy(dtype="float64", na_value=np.nan)).any()
-    ]
-    if infinite:
-        raise DataError(
-            f"{source}: column(s) {_listed(infinite)} hold infinite values; fix them at the "
-            "source, or add 'inf' and '-inf' to data.na_values to read them as missing"
-        )
+    check_finite(frame, source)
     arrow_schema = arrow_schemas[0]
     if arrow_schema is not None:
         arrow_schema = pa.schema([arrow_schema.field(name) for name in frame.columns])
@@ -573,6 +558,31 @@ def _check_names(file: Path, names: Sequence[str], key: str = "the header") -> N
     if duplicates:
         raise DataError(
             f"{file}: {key} repeats column name(s) {_listed(duplicates)}; make every name unique"
+        )
+
+
+def check_not_empty(frame: pd.DataFrame, source: str, what: str = "entirely empty") -> None:
+    """DataError naming the columns of `frame` with no value at all."""
+    empty = [name for name, missing in frame.isna().all().items() if missing]
+    if empty:
+        raise DataError(
+            f"{source}: column(s) {_listed(empty)} are {what}; nothing can be learned "
+            f"from them: list them under data.drop"
+        )
+
+
+def check_finite(frame: pd.DataFrame, source: str) -> None:
+    """DataError naming the float columns of `frame` that hold +-inf."""
+    floats = [name for name in frame.columns if pd.api.types.is_float_dtype(frame[name].dtype)]
+    infinite = [
+        name
+        for name in floats
+        if np.isinf(frame[name].to_numpy(dtype="float64", na_value=np.nan)).any()
+    ]
+    if infinite:
+        raise DataError(
+            f"{source}: column(s) {_listed(infinite)} hold infinite values; fix them at the "
+            "source, or add 'inf' and '-inf' to data.na_values to read them as missing"
         )
 
 

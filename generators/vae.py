@@ -197,7 +197,9 @@ class TabularVAEGenerator(Generator):
         if params.latent_prior == "mixture" and not private:
             self._fit_latent_mixture(matrix)
 
-    def _fit_stream(self, source: ParquetSource, sample_rows: int, chunk_rows: int) -> None:
+    def _fit_stream(
+        self, source: ParquetSource, sample_rows: int, chunk_rows: int, sample_seed: int
+    ) -> None:
         """Train on passes over `source` in bounded memory. What differs from `fit`:
 
         - the encoding (quantile knots, categories) is fitted on a seeded uniform sample of
@@ -217,7 +219,7 @@ class TabularVAEGenerator(Generator):
         params: VAEParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
         stream_seed = int(np.random.randint(2**31))
-        rows = source.sample_row_numbers(sample_rows, stream_seed)
+        rows = source.sample_row_numbers(sample_rows, sample_seed)
         sample = source.read_rows(rows)
         self.encoder_ = TabularEncoder().fit(sample, self.schema_)
         rng = np.random.default_rng(int(np.random.randint(2**31)))

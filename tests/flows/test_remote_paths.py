@@ -125,3 +125,35 @@ def test_a_quarantined_run_uploads_nothing(tmp_path, adult_slice, bucket, prefec
     quarantine = tmp_path / "staging" / config.name / QUARANTINE_DIR / result.mlflow_run_id
     assert result.output == str(quarantine / "synthetic.parquet")
     assert pq.read_table(result.output).num_rows == 100
+
+
+def test_a_run_the_store_refuses_is_kept_locally_and_never_registered(
+    tmp_path, adult_slice, bucket, prefect_harness, monkeypatch
+):
+    import mlflow
+
+    import flows.synthesize as synthesize_module
+    from flows.synthesize import UNSENT_DIR
+    from generators.errors import DataError
+
+    fs, url = bucket
+
+    def refused(folder, target, key, before_marker=None):
+        raise DataError(f"{key}: cannot write {target} (AccessDenied); nothing was left")
+
+    monkeypatch.setattr(synthesize_module, "upload_folder", refused)
+    config = load_config(
+        write_slice_config(
+            tmp_path,
+            adult_slice,
+            output={"dir": f"{url}/runs", "local_dir": str(tmp_path / "staging")},
+            **FAST,
+        )
+    )
+    with pytest.raises(DataError, match="AccessDenied.*the run is kept at"):
+        synthesize(config)
+    assert not fs.exists(url) or fs.find(url) == []
+    (kept,) = (tmp_path / "staging" / config.name / UNSENT_DIR).iterdir()
+    assert pq.read_table(kept / "synthetic.parquet").num_rows == 300
+    client = mlflow.MlflowClient(config.tracking.uri)
+    assert client.search_registered_models() == []  # no model points at a missing run

@@ -223,3 +223,25 @@ def test_a_failed_upload_leaves_nothing_at_the_url(memory, tmp_path, monkeypatch
     assert "connection reset" in str(error.value) and "nothing was left" in str(error.value)
     assert isinstance(error.value.__context__, OSError)  # so the flow's task retries it
     assert not fs.exists(f"{url}/adult/run1")
+
+
+def test_the_run_is_registered_between_its_files_and_its_marker(memory, tmp_path):
+    """before_marker (the flow registers the MLflow model there) sees every file and no
+    marker; when it fails, nothing stays at the URL, so no registered model can point at
+    a half-published run and no published run lacks its model."""
+    fs, url = memory
+    seen = []
+
+    def register():
+        seen.extend(sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{url}/adult/run1")))
+
+    upload_folder(_run_folder(tmp_path), f"{url}/adult/run1", before_marker=register)
+    assert seen == ["age.png", "synthetic.parquet"]
+    assert fs.exists(f"{url}/adult/run1/{SUCCESS_MARKER}")
+
+    def refused():
+        raise RuntimeError("tracking server down")
+
+    with pytest.raises(RuntimeError, match="tracking server down"):
+        upload_folder(_run_folder(tmp_path), f"{url}/adult/run2", before_marker=refused)
+    assert not fs.exists(f"{url}/adult/run2")
