@@ -743,11 +743,32 @@ def run_roots(config: RunConfig) -> tuple[Path, str | None]:
     if not is_remote(config.output.dir):
         return (Path(local_path(config.output.dir)) / config.name).resolve(), None
     filesystem(config.output.dir, "output.dir")  # a missing package fails now, before training
-    user = os.getuid() if hasattr(os, "getuid") else "user"
-    local = config.output.local_dir or Path(tempfile.gettempdir()) / f"synthpipe-{user}"
+    local = config.output.local_dir or _default_local_dir()
     return (Path(local).expanduser() / config.name).resolve(), join_url(
         config.output.dir, config.name
     )
+
+
+def _default_local_dir() -> Path:
+    """`synthpipe-<uid>` in the system's temporary folder, created owner-only. The name is
+    predictable in a shared /tmp, so a folder someone else made first (to read or plant
+    checkpoints trained on real data) is refused, not used."""
+    if not hasattr(os, "getuid"):  # no POSIX owners to check
+        return Path(tempfile.gettempdir()) / "synthpipe"
+    folder = Path(tempfile.gettempdir()) / f"synthpipe-{os.getuid()}"
+    try:
+        folder.mkdir(mode=PRIVATE_DIR_MODE)
+        folder.chmod(PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    if folder.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise DataError(
+            f"output.local_dir: {folder} exists but is not a private folder of this user "
+            f"(owner uid {info.st_uid}, mode {oct(info.st_mode & 0o777)}); set "
+            "output.local_dir to a folder of your own"
+        )
+    return folder
 
 
 # -- the flow ----------------------------------------------------------------------------

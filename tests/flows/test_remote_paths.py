@@ -157,3 +157,20 @@ def test_a_run_the_store_refuses_is_kept_locally_and_never_registered(
     assert pq.read_table(kept / "synthetic.parquet").num_rows == 300
     client = mlflow.MlflowClient(config.tracking.uri)
     assert client.search_registered_models() == []  # no model points at a missing run
+
+
+def test_the_default_staging_folder_is_private_and_refused_when_not(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from flows.synthesize import _default_local_dir
+    from generators.errors import DataError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = _default_local_dir()
+    assert folder.parent == tmp_path and folder.stat().st_mode & 0o777 == 0o700
+    assert _default_local_dir() == folder  # the same folder on the next run
+    folder.chmod(0o777)  # as if someone made it first, open to all
+    with pytest.raises(DataError, match="output.local_dir: .* not a private folder"):
+        _default_local_dir()
+    os.chmod(folder, 0o700)
