@@ -452,14 +452,6 @@ class WordSampler:
         before = self.base_mass.cumsum(0) - self.base_mass
         self.base_table = (self.base.cumsum(1) + before[:, None]).reshape(-1)
 
-    def probabilities(self, previous: int, topic: int) -> torch.Tensor:
-        """(V,) p(. | previous, topic), densely: the reference `draw` samples from."""
-        begin, end = int(self.indptr[previous]), int(self.indptr[previous + 1])
-        row = self.backoff[previous] * self.base[topic].clone()
-        words = self.successors[begin:end]
-        row[words] += self.discounted[begin:end] * self.lift[topic, words]
-        return row / row.sum()
-
     def draw(self, previous: torch.Tensor, topics: torch.Tensor) -> torch.Tensor:
         """(B,) next words for (B,) previous words (or `start`) and (B,) topics."""
         first = self.indptr[previous]

@@ -129,17 +129,38 @@ def test_labels_condition_the_topics(fitted_labelled):
 
 def test_the_word_sampler_draws_from_the_dense_topic_bigram_distribution(fitted_labelled):
     """WordSampler.draw (sparse seen part + per-topic backoff table) against the dense
-    p(w | previous, z) for the document start and a common word, under both topics. The
+    p(w | previous, z), computed here from the fitted counts, for the document start and a
+    common word, under both topics. The
     tolerance on total variation is its expectation bound for N draws,
     0.5 * sum_w sqrt(p_w (1 - p_w) / N), which a wrong part or weight exceeds many times."""
     generator, _ = fitted_labelled
     sampler = generator.word_sampler()
+
+    def dense(previous: int, topic: int) -> np.ndarray:
+        """The model docstring's formula from the fitted counts, independently of the
+        sampler's tables: absolute discounting (d = 0.75) backed off to the unigram, times
+        the topic's lift phi_z(w) / p(w), the unknown token excluded."""
+        counts = np.zeros(len(generator.unigram_))
+        begin, end = generator.bigram_indptr_[previous], generator.bigram_indptr_[previous + 1]
+        counts[generator.bigram_indices_[begin:end].numpy()] = generator.bigram_counts_[
+            begin:end
+        ].numpy()
+        unigram = generator.unigram_.numpy()
+        total, distinct = counts.sum(), (counts > 0).sum()
+        backoff = 0.75 * distinct / total if total > 0 else 1.0
+        bigram = np.clip(counts - 0.75, 0, None) / max(total, 1) + backoff * unigram
+        lam = generator.lambda_.cpu().numpy()
+        lift = (lam[topic] / lam[topic].sum() / unigram) ** generator.params.topic_weight
+        lift[0] = 0
+        weights = bigram * lift
+        return weights / weights.sum()
+
     common = int(generator.unigram_[1:].argmax()) + 1
     draws = 20_000
     torch.manual_seed(0)
     for previous in (sampler.start, common):
         for topic in (0, 1):
-            p = sampler.probabilities(previous, topic).numpy()
+            p = dense(previous, topic)
             words = sampler.draw(
                 torch.full((draws,), previous, dtype=torch.int64),
                 torch.full((draws,), topic, dtype=torch.int64),
