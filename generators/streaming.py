@@ -24,18 +24,32 @@ so the same files and seeds give the same rows on any machine:
   a list of row numbers. A source's `part` is "train" (the rows outside the holdout) or
   "holdout"; `excluding(rows)` further leaves out explicit row numbers (a validation set).
 
+Which files, for a local path and a URL (s3://, gs://, memory://...) alike: a file is
+itself; a folder is its files whose names end .parquet or .pq (any case), recursively; a
+glob is its matching files; a list is its files. Below a folder, or below a glob's fixed
+part, a path with a component starting with _ or . is skipped (Spark's and Hadoop's
+_SUCCESS and _temporary/, hidden files). One schema is read for all of them at open: each
+file's footer, unified as Arrow's permissive promotion does (int32 and int64 -> int64,
+int64 and float64 -> float64, an all-null column and string -> string, dictionary-encoded
+strings and plain ones -> string); a column missing from some files is null in their
+rows. Types that cannot be one column (int64 and string, timestamps with and without a
+time zone, integers beyond what the unified type holds exactly, per the footers'
+statistics) are a DataError at open naming the column, the two types and the files, not
+an Arrow error in the middle of a pass (a file without statistics: a DataError naming it
+when that row group is read).
+
 Memory: one pass holds at most (buffer_batches + 1) x batch_rows rows as Arrow data
 (`peak_buffered_rows` records the largest count seen, for tests), plus, per open row group,
 what Arrow's Parquet reader holds of it (its compressed column chunks: write files with
 row groups of ~100k-1M rows); `sample` holds its rows plus one read batch. Columns come
 back in the nullable dtypes the rest of the code uses, converted as
 `generators.tables.read_table` converts Parquet; given a `Schema`, each column is cast to
-the schema's dtype so every batch has the same dtypes.
+the schema's dtype so every batch has the same dtypes; a value the dtype cannot hold (a
+non-integer in a column the schema made Int64) is a DataError naming the column and value.
 """
 
 from __future__ import annotations
 
-import glob as globbing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +59,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import torch
+from fsspec.implementations.local import LocalFileSystem, make_path_posix
 
 from generators.errors import DataError
 from generators.remote import filesystem as remote_filesystem
@@ -65,6 +81,12 @@ _READ_ROWS = 65_536
 # Salts keep the holdout rule, the sample keys and the pass orders apart for one seed.
 _SALT_HOLDOUT, _SALT_SAMPLE, _SALT_ORDER = 0x5EED0001, 0x5EED0002, 0x5EED0003
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_PARQUET = ds.ParquetFileFormat()
+# A folder's files that are read (any case), and the path components below a folder or a
+# glob's fixed part that are skipped, for local paths and URLs alike.
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_HIDDEN_PREFIXES = ("_", ".")
+_GLOB_CHARS = "*?["
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -132,7 +154,7 @@ class ParquetSource:
         exclude: np.ndarray | None = None,
     ) -> None:
         self.path = path
-        self._dataset, self._fragments, self._units = _open(path)
+        self._dataset, self._fragments, self._units, self._file_labels = _open(path)
         names = self._dataset.schema.names
         self.columns = list(names if columns is None else columns)
         unknown = [name for name in self.columns if name not in names]
@@ -334,7 +356,16 @@ class ParquetSource:
             fragment_readahead=1,
             use_threads=False,
         )
-        return scanner.to_batches()
+        try:
+            yield from scanner.to_batches()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            # What the checks at open cannot see (an integer column without statistics
+            # beyond what the unified type holds, a corrupt page): one line naming the file.
+            raise DataError(
+                f"{self._file_labels[unit.fragment]}: row group {unit.row_group} cannot be "
+                f"read ({_detail(error)}); check the file, and that each column has one type "
+                "in every file"
+            ) from None
 
     def _kept_batches(self, unit: _Unit, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """A row group's batches, this view's rows only."""
@@ -356,7 +387,12 @@ class ParquetSource:
 def cast_to_schema(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """`frame`'s columns in the schema's dtypes (strings parsed as dates or numbers where the
     schema says so), so every batch of a pass has the same dtypes; values are not clipped
-    and categories are not filtered (unlike `Schema.conform`)."""
+    and categories are not filtered (unlike `Schema.conform`).
+
+    A value the dtype cannot hold (a non-integer such as "1,234.5" or 3.5 in a column the
+    schema made Int64 from a sample of whole numbers, a number out of the integer's range)
+    is a one-line DataError naming the column and the value: never rounded, never a raw
+    pandas error in the middle of a pass."""
     out = {}
     for name in frame.columns:
         values = frame[name]
@@ -367,68 +403,234 @@ def cast_to_schema(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             out[name] = pd.to_datetime(values, errors="coerce").astype(column.dtype)
         elif column.kind == "numeric" and pd.api.types.is_string_dtype(values.dtype):
             numbers = pd.to_numeric(values.str.replace(",", "", regex=False), errors="coerce")
-            out[name] = numbers.astype("float64").astype(column.dtype)
+            out[name] = _as_dtype(numbers.astype("float64"), column, values)
         else:
-            out[name] = values.astype(column.dtype)
+            out[name] = _as_dtype(values, column, values)
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
-def _open(path) -> tuple[ds.Dataset, list, list[_Unit]]:
-    """The dataset, its file fragments in path order, and their row groups as units."""
-    filesystem = None
-    if is_url(path):
-        # An object store is read in place (row groups on demand), never copied whole.
-        filesystem, source = _remote_files(path)
-    elif isinstance(path, str | Path):
-        text = str(path)
-        if any(char in text for char in "*?["):
-            files = sorted(p for p in globbing.glob(text) if Path(p).is_file())
-            if not files:
-                raise DataError(f"data.path: no file matches '{text}'; check the pattern")
-            source: str | list[str] = files
-        elif not Path(text).exists():
-            raise DataError(f"data.path: not found: {text}")
+def _as_dtype(values: pd.Series, column, shown: pd.Series) -> pd.Series:
+    """`values` in `column.dtype`; a value it cannot hold is a DataError quoting `shown`'s."""
+    bad = None
+    if column.is_integer and pd.api.types.is_numeric_dtype(values.dtype):
+        info = np.iinfo(pd.api.types.pandas_dtype(column.dtype).type)
+        if pd.api.types.is_bool_dtype(values.dtype):
+            pass  # 0 and 1 fit every integer dtype
+        elif pd.api.types.is_integer_dtype(values.dtype):
+            have = np.iinfo(values.dtype.type)
+            if have.min < info.min or have.max > info.max:  # e.g. Int64 values, Int32 dtype
+                present = values.dropna().astype(object)
+                bad = present[(present < int(info.min)) | (present > int(info.max))]
         else:
-            source = text
-    else:
-        source = [str(p) for p in path]
+            numbers = values.astype("float64")
+            numbers = numbers[~np.isnan(numbers.to_numpy())]
+            whole = np.isfinite(numbers) & (numbers == np.trunc(numbers))
+            # info.max + 1 and info.min are powers of two: exact as floats.
+            inside = (numbers >= float(info.min)) & (numbers < float(info.max) + 1.0)
+            bad = numbers[~(whole & inside)]
+    if bad is not None and len(bad):
+        value = shown.loc[bad.index[0]]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise DataError(
+            f"column '{column.name}': value {value!r} does not fit the schema's dtype "
+            f"{column.dtype} (whole numbers in its range); set the column's kind or dtype in "
+            f"the schema (data.schema.{column.name}; with data.stream it comes from a sample, "
+            "which a larger data.stream.sample_rows widens) or fix the file"
+        )
     try:
-        dataset = ds.dataset(source, format="parquet", filesystem=filesystem)
-        fragments = sorted(dataset.get_fragments(), key=lambda fragment: fragment.path)
-        units, start = [], 0
-        for index, fragment in enumerate(fragments):
-            for group in fragment.row_groups:
+        return values.astype(column.dtype)
+    except (TypeError, ValueError) as error:
+        raise DataError(
+            f"column '{column.name}': its {values.dtype} values cannot be cast to the "
+            f"schema's dtype {column.dtype} ({_detail(error)}); set the column's kind or "
+            f"dtype in the schema (data.schema.{column.name}) or fix the file"
+        ) from None
+
+
+def _open(path) -> tuple[ds.Dataset, list, list[_Unit], list[str]]:
+    """The dataset (the files' unified schema), its file fragments in path order, their row
+    groups as units, and each fragment's name for messages (its URL for a URL)."""
+    if isinstance(path, str | Path):
+        fs, files = _list_files(str(path))
+    else:  # an explicit list of local files: read as given, in path order
+        fs, files = LocalFileSystem(), []
+        for item in path:
+            file = make_path_posix(str(item))
+            if not fs.isfile(file):
+                raise DataError(f"data.path: not found: {item}")
+            files.append(file)
+        if not files:
+            raise DataError("data.path: an empty list of files")
+        files.sort()
+    local = isinstance(fs, LocalFileSystem)
+    # Local files through Arrow's own filesystem; an object store in place through fsspec's
+    # (row groups on demand, never copied whole).
+    filesystem = pafs.LocalFileSystem() if local else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    labels = [file if local else fs.unstrip_protocol(file) for file in files]
+    fragments = []
+    for file, label in zip(files, labels, strict=True):
+        try:
+            fragment = _PARQUET.make_fragment(file, filesystem)
+            fragment.ensure_complete_metadata()  # the footer: schema and row groups, read once
+        except (pa.ArrowInvalid, OSError, ValueError) as error:
+            raise DataError(
+                f"{label}: cannot read as Parquet ({_detail(error)}); check the file, or "
+                "leave it out of data.path"
+            ) from None
+        fragments.append(fragment)
+    schema = _unified_schema(fragments, labels)
+    dataset = ds.FileSystemDataset(fragments, schema, _PARQUET, filesystem)
+    units, start = [], 0
+    for index, fragment in enumerate(fragments):
+        for group in fragment.row_groups:
+            if group.num_rows:
                 units.append(_Unit(index, group.id, start, group.num_rows))
                 start += group.num_rows
-    except (pa.ArrowInvalid, OSError, ValueError) as error:
-        detail = " ".join(str(error).split())[:200]
-        raise DataError(f"{path}: cannot read as Parquet ({detail})") from None
-    if not fragments:
-        raise DataError(f"data.path: {path} holds no Parquet files")
-    return dataset, fragments, [unit for unit in units if unit.rows]
+    return dataset, fragments, units, labels
 
 
-def _remote_files(url: str) -> tuple[object, list[str]]:
-    """The fsspec filesystem of `url` and the Parquet files it names: the file, a glob's
-    matches or a folder's .parquet files (recursively), in path order."""
-    fs, root = remote_filesystem(url, "data.path")
+def _list_files(text: str) -> tuple[object, list[str]]:
+    """The fsspec filesystem of `text` (a local path or a URL) and the Parquet files it
+    names, in path order; one rule for local paths and URLs alike (module docstring): the
+    file itself; a glob's matching files; a folder's files ending .parquet or .pq,
+    recursively. Below the folder (or the glob's fixed part), a path with a component
+    starting with _ or . is skipped."""
+    if is_url(text):
+        fs, root = remote_filesystem(text, "data.path")
+    else:
+        fs, root = LocalFileSystem(), make_path_posix(text)
     try:
-        if any(char in root for char in "*?["):
-            files = sorted(fs.glob(root))
+        if any(char in root for char in _GLOB_CHARS):
+            fixed = root[: min(root.index(char) for char in _GLOB_CHARS if char in root)]
+            base = fixed.rpartition("/")[0]
+            matches = fs.glob(root, detail=True)
+            files = [f for f, info in matches.items() if info.get("type") == "file"]
+            files = [f for f in files if not _hidden(f, base)]
+            if not files:
+                raise DataError(f"data.path: no file matches '{text}'; check the pattern")
         elif fs.isdir(root):
-            files = sorted(f for f in fs.find(root) if f.endswith((".parquet", ".pq")))
+            files = [
+                f
+                for f in fs.find(root)
+                if f.lower().endswith(_PARQUET_SUFFIXES) and not _hidden(f, root)
+            ]
+            if not files:
+                raise DataError(
+                    f"data.path: {text} holds no Parquet files (names ending .parquet or .pq; "
+                    "names starting with _ or . are skipped)"
+                )
         elif fs.exists(root):
             files = [root]
         else:
-            raise DataError(f"data.path: not found: {url}")
+            raise DataError(f"data.path: not found: {text}")
     except DataError:
         raise
     except Exception as error:  # credentials, a missing bucket: the store's own words
-        detail = " ".join(str(error).split())[:200]
-        raise DataError(f"data.path: cannot list {url} ({detail})") from None
-    if not files:
-        raise DataError(f"data.path: no Parquet file at {url}; check the URL or pattern")
-    return fs, files
+        raise DataError(f"data.path: cannot list {text} ({_detail(error)})") from None
+    return fs, sorted(files)
+
+
+def _hidden(file: str, root: str) -> bool:
+    """Whether a component of `file`'s path below `root` starts with _ or . (Spark's and
+    Hadoop's _SUCCESS and _temporary/, hidden files such as .part-0.parquet.crc)."""
+    base = root.rstrip("/") + "/"
+    relative = file[len(base) :] if file.startswith(base) else file
+    return any(part.startswith(_HIDDEN_PREFIXES) for part in relative.split("/") if part)
+
+
+def _unified_schema(fragments: list, labels: list[str]) -> pa.Schema:
+    """One Arrow schema for all the files, so that every row group reads in the same types.
+
+    Columns in order of first appearance. A column's types in the files are unified as
+    `pa.unify_schemas(promote_options="permissive")` does (int32 and int64 -> int64, int64
+    and float64 -> float64, null and string -> string, ...), a dictionary column with its
+    value type decoded where the two differ; a column missing from some files is null in
+    their rows. Types that cannot be unified (int64 and string, bool and int64, timestamps
+    with and without a time zone), and integers that do not fit the unified type exactly
+    (per the row groups' statistics), are refused here, at open, not in the middle of a pass.
+    """
+    fields: dict[str, pa.Field] = {}
+    origin: dict[str, tuple[int, pa.DataType]] = {}  # a file of the column, and its type there
+    present: dict[str, int] = {}
+    for index, fragment in enumerate(fragments):
+        for field in fragment.physical_schema:
+            name = field.name
+            present[name] = present.get(name, 0) + 1
+            known = fields.get(name)
+            if known is None:
+                fields[name], origin[name] = field, (index, field.type)
+                continue
+            try:
+                merged = _merge_types(known.type, field.type)
+            except _Incompatible:
+                raise DataError(
+                    f"data.path: column '{name}' is {origin[name][1]} in "
+                    f"{labels[origin[name][0]]} but {field.type} in {labels[index]}, which "
+                    "cannot be read as one column; write it with one type in every file, or "
+                    "leave the odd files out of data.path"
+                ) from None
+            if merged == field.type != known.type:
+                origin[name] = (index, field.type)
+            fields[name] = known.with_type(merged).with_nullable(known.nullable or field.nullable)
+    schema = pa.schema(
+        [
+            field.with_nullable(True) if present[name] < len(fragments) else field
+            for name, field in fields.items()
+        ],
+        metadata=fragments[0].physical_schema.metadata,
+    )
+    for fragment, label in zip(fragments, labels, strict=True):
+        _check_integers_fit(fragment, schema, label)
+    return schema
+
+
+class _Incompatible(Exception):
+    pass
+
+
+def _merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The type both `a` and `b` values read as (permissive promotion), or _Incompatible."""
+    if a == b:
+        return a
+    one = [pa.schema([pa.field("c", t)]) for t in (a, b)]
+    try:
+        return pa.unify_schemas(one, promote_options="permissive").field("c").type
+    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if pa.types.is_dictionary(a) or pa.types.is_dictionary(b):
+            return _merge_types(*(t.value_type if pa.types.is_dictionary(t) else t for t in (a, b)))
+        raise _Incompatible from None
+
+
+def _check_integers_fit(fragment, schema: pa.Schema, label: str) -> None:
+    """Refuse an integer column whose unified type cannot hold its values exactly (int64
+    beyond +-2**53 read as float64, uint64 beyond 2**63 - 1 read as int64): Arrow would fail
+    on them mid-pass. Checked against the row groups' min/max statistics, where written."""
+    for field in fragment.physical_schema:
+        target = schema.field(field.name).type
+        if not pa.types.is_integer(field.type) or target == field.type:
+            continue
+        if pa.types.is_floating(target):
+            digits = {16: 11, 32: 24, 64: 53}[target.bit_width]
+            low, high = -(2**digits), 2**digits
+        elif pa.types.is_integer(target):
+            info = np.iinfo(target.to_pandas_dtype())
+            low, high = int(info.min), int(info.max)
+        else:
+            continue
+        for group in fragment.row_groups:
+            stats = (group.statistics or {}).get(field.name) or {}
+            for value in (stats.get("min"), stats.get("max")):
+                if value is not None and not low <= value <= high:
+                    raise DataError(
+                        f"data.path: column '{field.name}' is {field.type} in {label} and "
+                        f"{target} in other files; its value {value} does not fit {target} "
+                        "exactly, so they cannot be read as one column; write it with one "
+                        "type in every file, or leave the odd files out of data.path"
+                    )
+
+
+def _detail(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200]
 
 
 def minibatches(chunks: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:

@@ -11,6 +11,7 @@ measuring it: benchmarks/streaming_memory.py measures it.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,13 @@ from generators.base import Generator
 from generators.errors import ConfigError, DataError
 from generators.registry import REGISTRY, all_generators
 from generators.schema import Schema, infer_schema
-from generators.streaming import Holdout, ParquetSource, minibatches, row_uniforms
+from generators.streaming import (
+    Holdout,
+    ParquetSource,
+    cast_to_schema,
+    minibatches,
+    row_uniforms,
+)
 from generators.tables import read_table
 from tests.generators.conftest import make_mixed_frame
 
@@ -199,6 +206,10 @@ def test_bad_paths_and_columns_are_data_errors(tmp_path, numbered) -> None:
         ParquetSource(tmp_path / "missing.parquet")
     with pytest.raises(DataError, match="no file matches"):
         ParquetSource(str(tmp_path / "*.parquet"))
+    with pytest.raises(DataError, match="not found: .*missing.parquet"):
+        ParquetSource([numbered / "part-0.parquet", tmp_path / "missing.parquet"])
+    with pytest.raises(DataError, match="an empty list of files"):
+        ParquetSource([])
     with pytest.raises(DataError, match="nope"):
         ParquetSource(numbered, columns=["row", "nope"])
     (tmp_path / "broken.parquet").write_text("not parquet")
@@ -206,6 +217,203 @@ def test_bad_paths_and_columns_are_data_errors(tmp_path, numbered) -> None:
         ParquetSource(tmp_path / "broken.parquet")
     with pytest.raises(DataError, match="fraction"):
         Holdout(1.5, 0)
+
+
+# -- files that differ in their column types ----------------------------------------------
+def _write(path: Path, columns: dict, **options) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path, **options)
+
+
+def test_files_with_different_column_types_read_as_one_unified_schema(tmp_path) -> None:
+    # part-0: `a` int64, `b` all null (Arrow type null), `c` int32, `level` dictionary-encoded,
+    # `only0` only here; part-1: `a` float64, `b` string, `c` int64, `level` plain strings,
+    # `only1` only here. The first file's schema alone would fail on part-1 mid-pass.
+    _write(
+        tmp_path / "part-0.parquet",
+        {
+            "a": pa.array([1, 2, 3], pa.int64()),
+            "b": pa.array([None, None, None], pa.null()),
+            "c": pa.array([7, 8, 9], pa.int32()),
+            "level": pa.array(["low", "high", "low"]).dictionary_encode(),
+            "only0": pa.array([10, 11, 12]),
+        },
+        row_group_size=2,
+    )
+    _write(
+        tmp_path / "part-1.parquet",
+        {
+            "a": pa.array([3.5, None], pa.float64()),
+            "b": pa.array(["x", None]),
+            "c": pa.array([2**40, -1], pa.int64()),
+            "level": pa.array(["mid", "low"]),
+            "only1": pa.array([True, False]),
+        },
+    )
+    source = ParquetSource(tmp_path)
+    assert source.arrow_schema == pa.schema(
+        {
+            "a": pa.float64(),
+            "b": pa.string(),
+            "c": pa.int64(),
+            "level": pa.string(),
+            "only0": pa.int64(),
+            "only1": pa.bool_(),
+        }
+    )
+    expected = pd.DataFrame(
+        {
+            "a": pd.array([1.0, 2.0, 3.0, 3.5, None], dtype="Float64"),
+            "b": pd.array([None, None, None, "x", None], dtype="string"),
+            "c": pd.array([7, 8, 9, 2**40, -1], dtype="Int64"),
+            "level": pd.array(["low", "high", "low", "mid", "low"], dtype="string"),
+            "only0": pd.array([10, 11, 12, None, None], dtype="Int64"),  # null where missing
+            "only1": pd.array([None, None, None, True, False], dtype="boolean"),
+        }
+    )
+    scanned = pd.concat(list(source.scan(batch_rows=2)), ignore_index=True)
+    pd.testing.assert_frame_equal(scanned, expected)
+    # Every way of reading gives the same values row by row: the sample (read_rows) and a
+    # pass of `batches`, with the schema inferred from the sample, in every row group.
+    by_row = source.read_rows(np.array([4, 0, 3]))
+    pd.testing.assert_frame_equal(by_row, expected.iloc[[4, 0, 3]].reset_index(drop=True))
+    schema = infer_schema(source.sample(5, seed=0), arrow_schema=source.arrow_schema)
+    frames = list(source.select(source.columns, schema).batches(2, seed=1))
+    mixed = pd.concat(frames, ignore_index=True).sort_values("c", ignore_index=True)
+    pd.testing.assert_frame_equal(mixed, expected.sort_values("c", ignore_index=True))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "types"),
+    [
+        (
+            pa.array([1, 2], pa.int64()),
+            pa.array(["3", "x"]),
+            "int64 in .*part-0.parquet but string",
+        ),
+        (pa.array([True]), pa.array([1], pa.int64()), "bool in .*part-0.parquet but int64"),
+        (  # unifies as float64, but 2**60 + 1 is not a float64: refused, not rounded
+            pa.array([1, 2**60 + 1], pa.int64()),
+            pa.array([0.5]),
+            "int64 in .*part-0.parquet and double in other files; its value 1152921504606846977",
+        ),
+        (  # unifies as int64, but 2**63 + 5 is not an int64
+            pa.array([2**63 + 5], pa.uint64()),
+            pa.array([1], pa.int64()),
+            "uint64 in .*part-0.parquet and int64 in other files; its value 9223372036854775813",
+        ),
+    ],
+    ids=["int-string", "bool-int", "int-beyond-float", "uint-beyond-int"],
+)
+def test_types_that_cannot_be_one_column_are_refused_at_open(
+    tmp_path, first, second, types
+) -> None:
+    _write(tmp_path / "part-0.parquet", {"a": first, "ok": pa.array([0] * len(first))})
+    _write(tmp_path / "part-1.parquet", {"a": second, "ok": pa.array([0] * len(second))})
+    with pytest.raises(DataError) as error:
+        ParquetSource(tmp_path)  # at construction: never a mid-pass Arrow error
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("data.path: column 'a' is "), message
+    assert re.search(types, message), message
+    assert "part-1.parquet" in message or "other files" in message
+    assert "one type in every file" in message
+
+
+def test_without_statistics_a_value_beyond_the_unified_type_is_a_data_error_naming_the_file(
+    tmp_path,
+) -> None:
+    # No statistics to check at open: the row group that holds the value says so when read.
+    _write(tmp_path / "part-0.parquet", {"a": pa.array([1, 2**60 + 1])}, write_statistics=False)
+    _write(tmp_path / "part-1.parquet", {"a": pa.array([0.5])})
+    source = ParquetSource(tmp_path)
+    with pytest.raises(DataError, match=r"part-0.parquet: row group 0 cannot be read \(.*range"):
+        list(source.scan())
+
+
+# -- which files a folder or glob names ------------------------------------------------------
+def _folder_with_markers(put) -> None:
+    """Three data files (rows 0-4, 5-8, 9-10; one in a subfolder) plus what Spark, Hadoop
+    and editors leave next to them: a marker, a temporary folder, hidden files, a note."""
+    table = pa.table({"row": np.arange(11)})
+    put("part-0.parquet", table.slice(0, 5))
+    put("part-1.pq", table.slice(5, 4))
+    put("year=2024/part-2.parquet", table.slice(9, 2))
+    decoy = pa.table({"row": np.arange(100, 103)})  # rows that must never be read
+    put("_temporary/0/part-9.parquet", decoy)
+    put(".hidden.parquet", decoy)
+    put("year=2024/.part-2.parquet.crc", b"\0\1")
+    put("_SUCCESS", b"")
+    put("notes.txt", b"not parquet")
+
+
+def test_local_and_url_folders_read_the_same_files(tmp_path) -> None:
+    import fsspec
+
+    def bytes_of(value) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        sink = pa.BufferOutputStream()
+        pq.write_table(value, sink)
+        return sink.getvalue().to_pybytes()
+
+    def put_local(name, value) -> None:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(bytes_of(value))
+
+    memory = fsspec.filesystem("memory")
+    _folder_with_markers(put_local)
+    _folder_with_markers(lambda name, value: memory.pipe(f"/same-rows/{name}", bytes_of(value)))
+    try:
+        first, second, third = list(range(5)), list(range(5, 9)), [9, 10]
+        for local, url, expected in [
+            # A folder: its .parquet and .pq files, recursively.
+            (str(tmp_path), "memory://same-rows", first + second + third),
+            # Globs: their matches, less what lies below a name starting with _ or .
+            (str(tmp_path / "**" / "*.parquet"), "memory://same-rows/**/*.parquet", first + third),
+            (str(tmp_path / "*.p*"), "memory://same-rows/*.p*", first + second),
+        ]:
+            for path in (local, url):
+                assert _rows(ParquetSource(path).scan()).tolist() == expected, path
+        # A folder of markers alone holds no Parquet files, locally or at a URL.
+        memory.pipe("/only-markers/_SUCCESS", b"")
+        (tmp_path / "markers").mkdir()
+        (tmp_path / "markers" / "_SUCCESS").write_bytes(b"")
+        for path in (tmp_path / "markers", "memory://only-markers"):
+            with pytest.raises(DataError, match="holds no Parquet files"):
+                ParquetSource(path)
+    finally:
+        memory.rm("/same-rows", recursive=True)
+        if memory.exists("/only-markers"):
+            memory.rm("/only-markers", recursive=True)
+
+
+# -- casting to the schema -------------------------------------------------------------------
+def test_a_value_the_schemas_integer_dtype_cannot_hold_is_a_data_error(tmp_path) -> None:
+    # Numbers written as text with thousands separators: the first file's are whole, so a
+    # schema inferred from it says Int64; the second file holds "1,234.5".
+    _write(tmp_path / "part-0.parquet", {"n": ["1,234", "2,000", None]})
+    _write(tmp_path / "part-1.parquet", {"n": ["3,000", "1,234.5"]})
+    sample = ParquetSource([tmp_path / "part-0.parquet"]).sample(3, seed=0)
+    schema = infer_schema(sample)
+    assert schema["n"].kind == "numeric" and schema["n"].dtype == "Int64"
+    source = ParquetSource(tmp_path, schema=schema)
+    first = next(source.scan(batch_rows=10))  # the whole numbers still cast
+    assert first["n"].tolist() == [1234, 2000, pd.NA]
+    with pytest.raises(DataError) as error:
+        list(source.scan(batch_rows=10))
+    message = str(error.value)
+    assert message.startswith("column 'n': value '1,234.5' does not fit the schema's dtype Int64")
+    assert "data.schema.n" in message and "fix the file" in message and "\n" not in message
+    # The same for a float column cast to an integer dtype, and an integer out of range.
+    floats = pd.DataFrame({"n": pd.array([1.0, None, 3.5], dtype="Float64")})
+    with pytest.raises(DataError, match="column 'n': value 3.5 does not fit"):
+        cast_to_schema(floats, schema)
+    whole = cast_to_schema(floats.head(2), schema)
+    assert str(whole["n"].dtype) == "Int64" and whole["n"].tolist() == [1, pd.NA]
+    small = infer_schema(pd.DataFrame({"n": pd.array([1, 2], dtype="Int8")}))
+    with pytest.raises(DataError, match="column 'n': value 300 does not fit .* Int8"):
+        cast_to_schema(pd.DataFrame({"n": pd.array([1, 300], dtype="Int64")}), small)
 
 
 # -- streamed fits ---------------------------------------------------------------------------
@@ -425,7 +633,7 @@ def test_a_url_source_reads_in_place_the_rows_a_local_path_gives(numbered, tmp_p
             pd.testing.assert_frame_equal(remote.sample(50, seed=3), local.sample(50, seed=3))
         with pytest.raises(DataError, match="data.path: not found: memory://stream-test/nope"):
             ParquetSource("memory://stream-test/nope.parquet")
-        with pytest.raises(DataError, match="no Parquet file at memory://stream-test/data/x"):
+        with pytest.raises(DataError, match="no file matches 'memory://stream-test/data/x"):
             ParquetSource("memory://stream-test/data/x*.parquet")
     finally:
         memory.rm("/stream-test", recursive=True)
