@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import flows.config
+import generators.remote
 import generators.tables
 from flows.config import load_config
 from flows.synthesize import synthesize
@@ -63,9 +64,28 @@ def test_a_streamed_run_publishes_without_reading_the_table_whole(
     monkeypatch.setattr(flows.config, "read_table", refuse)
     monkeypatch.setattr(generators.tables, "read_table", refuse)
     monkeypatch.setattr(pd, "read_parquet", refuse)
+    monkeypatch.setattr(generators.remote, "local_copy", refuse)  # a copy of the input
+    # Every frame a ParquetSource hands out: none may hold more rows than the sample.
+    largest = [0]
+    to_frame = ParquetSource._to_frame
+
+    def recorded(self, table):
+        largest[0] = max(largest[0], table.num_rows)
+        return to_frame(self, table)
+
+    monkeypatch.setattr(ParquetSource, "_to_frame", recorded)
+    real_read_table = pq.read_table
+
+    def only_other_files(source, *args, **kwargs):
+        if Path(str(source)) == adult_parquet:
+            refuse()
+        return real_read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", only_other_files)
     config = load_config(_config(write_config, adult_parquet, sample={"rows": 1000, "seed": 3}))
     result = synthesize(config)
     assert result.status == "published", result.metrics
+    assert 0 < largest[0] <= SAMPLE < ROWS
     synthetic = pq.read_table(result.output).to_pandas()
     assert len(synthetic) == 1000
     assert list(synthetic.columns) == ADULT_COLUMNS
