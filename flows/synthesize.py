@@ -263,7 +263,9 @@ def fit(
     dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
     checkpoint_dir = None
     if generator.resumable and dp is None:
-        key = hashlib.sha256((config.digest() + _rows_digest(train)).encode()).hexdigest()[:16]
+        # A stream's rows are its files: the sample alone could stay the same after an edit.
+        rows = _rows_digest(train) + (stream.fingerprint() if stream is not None else "")
+        key = hashlib.sha256((config.digest() + rows).encode()).hexdigest()[:16]
         checkpoint_dir = checkpoints / key
     if stream is not None:  # `train` is the stream's sample: it only keys the checkpoints
         generator.fit_stream(

@@ -640,3 +640,16 @@ def test_a_url_source_reads_in_place_the_rows_a_local_path_gives(numbered, tmp_p
             ParquetSource("memory://stream-test/data/x*.parquet")
     finally:
         memory.rm("/stream-test", recursive=True)
+
+
+def test_the_fingerprint_follows_the_files_not_the_reading(tmp_path) -> None:
+    table = pa.table({"x": np.arange(1000), "y": np.arange(1000) * 0.5})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=300)
+    first = ParquetSource(tmp_path).fingerprint()
+    assert ParquetSource(tmp_path).select(["x"]).fingerprint() == first  # same files
+    # One value changed (a row group's statistics move), then a file appended.
+    changed = table.set_column(1, "y", pa.array(np.r_[np.arange(999) * 0.5, 1e6]))
+    pq.write_table(changed, tmp_path / "a.parquet", row_group_size=300)
+    second = ParquetSource(tmp_path).fingerprint()
+    pq.write_table(table.slice(0, 10), tmp_path / "b.parquet")
+    assert len({first, second, ParquetSource(tmp_path).fingerprint()}) == 3
