@@ -317,13 +317,21 @@ class ConditionalGANGenerator(Generator):
 
         def epoch_chunks(epoch: int) -> Iterator[tuple[torch.Tensor, _RowsByCondition, int]]:
             seen = done = 0
+            previous = None
             for chunk in encoded_chunks(source, chunk_rows, stream_seed, epoch, self._encode):
                 chunk = chunk.to(device)
                 seen += len(chunk)
                 steps = seen // batch - done  # the epoch's steps so far: rows seen // batch
+                rows = chunk
+                if steps > 0 and len(chunk) < batch and previous is not None:
+                    # A chunk shorter than a batch (a pass's last few rows) must not supply
+                    # a whole step's real rows and conditions alone: the chunk before it
+                    # joins (at most two chunks are ever held).
+                    rows = torch.cat([previous, chunk])
                 if steps > 0:
                     done += steps
-                    yield chunk, _RowsByCondition(chunk, self.layout_), steps
+                    yield rows, _RowsByCondition(rows, self.layout_), steps
+                previous = chunk
             if done == 0:  # fewer rows than a batch: one step on the last chunk, as fit does
                 yield chunk, _RowsByCondition(chunk, self.layout_), 1
 

@@ -653,3 +653,25 @@ def test_the_fingerprint_follows_the_files_not_the_reading(tmp_path) -> None:
     second = ParquetSource(tmp_path).fingerprint()
     pq.write_table(table.slice(0, 10), tmp_path / "b.parquet")
     assert len({first, second, ParquetSource(tmp_path).fingerprint()}) == 3
+
+
+def test_a_gan_step_never_takes_its_real_rows_from_a_short_chunk(mixed_parquet, monkeypatch):
+    """2,400 rows in chunks of 350: the pass ends on a 300-row chunk, and with batches of
+    400 its steps would draw real rows from fewer rows than a batch; it joins the chunk
+    before it instead."""
+    import generators.gan as gan_module
+
+    path, _, schema = mixed_parquet
+    sizes = []
+    original = gan_module._RowsByCondition
+
+    class Recording(original):
+        def __init__(self, matrix, layout):
+            sizes.append(len(matrix))
+            super().__init__(matrix, layout)
+
+    monkeypatch.setattr(gan_module, "_RowsByCondition", Recording)
+    generator = REGISTRY["gan"](device="cpu", **{**PARAMS["gan"], "epochs": 1, "batch_size": 400})
+    generator.fit_stream(ParquetSource(path), schema, seed=1, sample_rows=500, chunk_rows=350)
+    assert sizes and min(sizes) >= 400, sizes
+    assert max(sizes) <= 2 * 350  # never more than two chunks held
