@@ -19,6 +19,7 @@ variables, config files, instance roles), never from the run config, which is lo
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -89,10 +90,7 @@ def filesystem(url: str, key: str):
     try:
         return url_to_fs(url)
     except ImportError:
-        protocol = _URL.match(url).group(1).lower()
-        # The registry names the class, e.g. s3fs.S3FileSystem: its package is what to install.
-        spec = known_implementations.get(protocol, {})
-        package = spec.get("class", protocol).split(".")[0]
+        protocol, package = _missing_package(url)
         raise ConfigError(
             f"{key}: {protocol}:// needs the {package} package: pip install {package}"
         ) from None
@@ -102,6 +100,24 @@ def filesystem(url: str, key: str):
             f"{_URL.match(url).group(1).lower()}'s credentials (its environment variables or "
             "config files)"
         ) from error
+
+
+def _missing_package(url: str) -> tuple[str, str]:
+    """(protocol, package) of the first protocol of `url` (each part of a chained URL such
+    as simplecache::s3://…) whose package does not import; the registry names the class,
+    e.g. s3fs.S3FileSystem, and its package is what to install."""
+    for part in url.split("::"):
+        match = _URL.match(part)
+        if match is None:
+            continue
+        protocol = match.group(1).lower()
+        package = known_implementations.get(protocol, {}).get("class", protocol).split(".")[0]
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            return protocol, package
+    protocol = _URL.match(url).group(1).lower()
+    return protocol, protocol
 
 
 @dataclass

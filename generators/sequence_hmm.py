@@ -11,7 +11,8 @@ emissions (`emission` parameter):
   at sampling (`correlated_noise`, default on) each state's residual correlation between
   the numeric columns, estimated after EM from the posteriors, correlates the noise, so
   columns co-move within a row as well as through the shared state path.
-- "gaussian": a diagonal Gaussian everywhere: hmmlearn's GaussianHMM.
+- "gaussian": a diagonal Gaussian everywhere: hmmlearn's GaussianHMM in EM and
+  `log_likelihood` (its sampling noise is correlated too unless `correlated_noise` is off).
 It is trained by Baum–Welch, batched over the training windows of all entities, reusing
 `generators.hmm.forward_backward` (scaled recursion, (B, T, K) emission log-probs) and
 `m_step_markov`; float64 throughout, on CUDA when present.

@@ -133,6 +133,10 @@ def test_a_protocol_whose_package_is_missing_says_what_to_install():
     with pytest.raises(ConfigError) as error:
         read_table("s3://bucket/data/adult.csv")
     assert str(error.value) == "data.path: s3:// needs the s3fs package: pip install s3fs"
+    # In a chained URL, the package missing is the store's, not the cache's (fsspec's own).
+    with pytest.raises(ConfigError) as error:
+        read_table("simplecache::s3://bucket/data/adult.csv")
+    assert str(error.value) == "data.path: s3:// needs the s3fs package: pip install s3fs"
 
 
 def test_an_unexpected_filesystem_failure_passes_its_message_on_in_one_line(memory, monkeypatch):
