@@ -42,6 +42,21 @@ class _Crash(Exception):
     pass
 
 
+def _crash_after(epochs: int, fit, monkeypatch) -> None:
+    """Run `fit()` so that it crashes right after saving the checkpoint of `epochs`."""
+    original = Generator._save_checkpoint
+
+    def crashing(self, epoch, state):
+        original(self, epoch, state)
+        if epoch == epochs:
+            raise _Crash
+
+    monkeypatch.setattr(Generator, "_save_checkpoint", crashing)
+    with pytest.raises(_Crash):
+        fit()
+    monkeypatch.setattr(Generator, "_save_checkpoint", original)
+
+
 def _fit(name, frame, schema, checkpoint_dir=None):
     generator = REGISTRY[name](device="cpu", **TINY[name])
     return generator.fit(frame, schema, seed=SEED, checkpoint_dir=checkpoint_dir)
@@ -56,17 +71,7 @@ def test_a_crashed_fit_resumes_and_matches_an_uninterrupted_one(
     name, model_frame_shared, model_schema, tmp_path, monkeypatch
 ) -> None:
     uninterrupted = _fit(name, model_frame_shared, model_schema)
-    original = Generator._save_checkpoint
-
-    def crash_after_third(self, epoch, state):
-        original(self, epoch, state)
-        if epoch == 3:
-            raise _Crash
-
-    monkeypatch.setattr(Generator, "_save_checkpoint", crash_after_third)
-    with pytest.raises(_Crash):
-        _fit(name, model_frame_shared, model_schema, tmp_path)
-    monkeypatch.setattr(Generator, "_save_checkpoint", original)
+    _crash_after(3, lambda: _fit(name, model_frame_shared, model_schema, tmp_path), monkeypatch)
 
     resumed = _fit(name, model_frame_shared, model_schema, tmp_path)
     assert resumed.resumed_from_ == 3
@@ -98,17 +103,7 @@ def test_a_crashed_image_fit_resumes_and_matches_an_uninterrupted_one(
         return generator.fit(frame, schema, seed=SEED, checkpoint_dir=checkpoint_dir)
 
     uninterrupted = fit()
-    original = Generator._save_checkpoint
-
-    def crash_after_second(self, epoch, state):
-        original(self, epoch, state)
-        if epoch == 2:
-            raise _Crash
-
-    monkeypatch.setattr(Generator, "_save_checkpoint", crash_after_second)
-    with pytest.raises(_Crash):
-        fit(tmp_path)
-    monkeypatch.setattr(Generator, "_save_checkpoint", original)
+    _crash_after(2, lambda: fit(tmp_path), monkeypatch)
 
     resumed = fit(tmp_path)
     assert resumed.resumed_from_ == 2
