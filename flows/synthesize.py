@@ -1015,6 +1015,13 @@ def synthesize(config: RunConfig) -> RunResult:
                 result.model_uri, result.registered_model, result.registered_version = track(
                     tracker.uri, run_id, config, staging_dir, reports, result
                 )
+                tracker.set_tags(
+                    {
+                        "synthpipe.gate_overridden": str(overridden).lower(),
+                        "synthpipe.gate_failures": " | ".join(failures)[:5000],
+                    }
+                )
+                _summary_artifact(config, result, reports)
 
         # Everything is logged from staging; only then does the run folder move into place
         # (or, for a URL, get its _SUCCESS marker), so a tracking failure leaves nothing on
@@ -1029,13 +1036,6 @@ def synthesize(config: RunConfig) -> RunResult:
         else:
             register()
             publish(staging_dir, final_dir)
-        tracker.set_tags(
-            {
-                "synthpipe.gate_overridden": str(overridden).lower(),
-                "synthpipe.gate_failures": " | ".join(failures)[:5000],
-            }
-        )
-        _summary_artifact(config, result, reports)
         tracker.end("FINISHED")
         if status == "quarantined":
             # The Prefect run fails with the reasons; the result still travels with the state.
