@@ -70,11 +70,23 @@ def load(hours: int) -> tuple[pd.DataFrame, SequenceSettings]:
 def compare_generators(train, holdout, settings, args) -> list[dict]:
     schema = infer_schema(train)
     rows = []
-    models = [
-        ("hmm (autoregressive)", SequenceHMMGenerator, {"n_states": args.states}),
-        ("hmm (gaussian)", SequenceHMMGenerator, {"n_states": args.states, "emission": "gaussian"}),
-        ("par", PARGenerator, {"epochs": args.par_epochs}),
-    ]
+    states = {"n_states": args.states}
+    models = {
+        "hmm": ("hmm (autoregressive)", SequenceHMMGenerator, states),
+        # EM's own model: columns independent given the state (no correlated_noise).
+        "hmm-independent": (
+            "hmm (autoregressive, independent noise)",
+            SequenceHMMGenerator,
+            {**states, "correlated_noise": False},
+        ),
+        "hmm-gaussian": (
+            "hmm (gaussian)",
+            SequenceHMMGenerator,
+            {**states, "emission": "gaussian"},
+        ),
+        "par": ("par", PARGenerator, {"epochs": args.par_epochs}),
+    }
+    models = [models[name] for name in args.models]
     n_entities = train.station.nunique()
     for label, cls, params in models:
         model = cls(sequence=settings, **params)
@@ -176,6 +188,13 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=8)
     parser.add_argument("--par-epochs", type=int, default=32)
     parser.add_argument("--hmm-iter", type=int, default=20)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["hmm", "hmm-independent", "hmm-gaussian", "par"],
+        choices=["hmm", "hmm-independent", "hmm-gaussian", "par"],
+        help="the holdout reference row needs 'hmm'",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (a fresh clone has no ../shared)")
