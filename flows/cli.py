@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         "model_uri", help="e.g. models:/adult/1, models:/adult@published, runs:/<id>/generator"
     )
     sample.add_argument("--rows", type=int, required=True)
-    sample.add_argument("--output", type=Path, required=True, help="Parquet file to write")
+    sample.add_argument(
+        "--output", required=True, help="Parquet file to write: a path or an fsspec URL"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
         "--tracking-uri",
@@ -258,8 +260,11 @@ def _sample(args: argparse.Namespace) -> int:
         import mlflow
 
         from flows.tracking import tracking_uri
-        from generators.tables import write_parquet_atomic
+        from generators.remote import filesystem, is_remote
+        from generators.tables import write_parquet
 
+        if is_remote(args.output):  # a missing package or a bad URL fails before any work
+            filesystem(args.output, "--output")
         mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
         try:
             model = mlflow.pyfunc.load_model(args.model_uri)
@@ -274,7 +279,7 @@ def _sample(args: argparse.Namespace) -> int:
             "synthpipe.seed": str(args.seed),
             "synthpipe.generator": generator.name,
         }
-        write_parquet_atomic(generator.schema_.to_arrow(frame), args.output, metadata)
+        write_parquet(generator.schema_.to_arrow(frame), args.output, metadata)
     except SynthpipeError as error:
         return _fail(error, as_json=False, generator=None)
     print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.output}")

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import re
+import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from generators.errors import DataError
-from generators.remote import is_url, local_copy
+from generators.remote import filesystem, is_remote, is_url, local_copy, local_path
 from generators.schema import normalize_dtypes, parse_datetime_strings, parse_number_strings
 
 MIN_ROWS = 10  # below this no meaningful holdout can be split off
@@ -646,3 +647,28 @@ def write_parquet_atomic(
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def write_parquet(
+    table: pa.Table,
+    destination: str | Path,
+    metadata: dict[str, str] | None = None,
+    *,
+    key: str = "--output",
+) -> str:
+    """Write `table` as one Parquet file at a local path, a file:// URL or an fsspec URL
+    (s3://bucket/x.parquet): locally by `write_parquet_atomic`; to a store by writing the
+    file locally and putting it in one request, so readers see the whole object or none.
+    `key` names the setting in errors. Returns where it went."""
+    if not is_remote(str(destination)):
+        return str(write_parquet_atomic(table, Path(local_path(str(destination))), metadata))
+    url = str(destination)
+    fs, path = filesystem(url, key)
+    with tempfile.TemporaryDirectory(prefix="synthpipe-") as folder:
+        local = write_parquet_atomic(table, Path(folder) / "table.parquet", metadata)
+        try:
+            fs.put_file(str(local), path)
+        except Exception as error:  # each store raises its own types
+            detail = " ".join(str(error).split())[:200] or type(error).__name__
+            raise DataError(f"{key}: cannot write {url} ({detail})") from error
+    return url

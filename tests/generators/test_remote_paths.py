@@ -249,3 +249,28 @@ def test_the_run_is_registered_between_its_files_and_its_marker(memory, tmp_path
     with pytest.raises(RuntimeError, match="tracking server down"):
         upload_folder(_run_folder(tmp_path), f"{url}/adult/run2", before_marker=refused)
     assert not fs.exists(f"{url}/adult/run2")
+
+
+def test_write_parquet_puts_one_whole_object_at_a_url_and_writes_paths_atomically(memory, tmp_path):
+    from generators.tables import write_parquet
+
+    fs, url = memory
+    table = pa.table({"x": [1, 2, 3], "y": ["a", "b", None]})
+    target = f"{url}/samples/x.parquet"
+    assert write_parquet(table, target, {"synthpipe.seed": "3"}) == target
+    read = pq.read_table(fs.open(target, "rb"))
+    assert read.equals(table.replace_schema_metadata(read.schema.metadata))
+    assert read.schema.metadata[b"synthpipe.seed"] == b"3"
+    assert fs.find(f"{url}/samples") == [fs._strip_protocol(target)]  # no temporary left
+    local = tmp_path / "out" / "x.parquet"
+    assert write_parquet(table, f"file://{local}") == str(local)
+    assert pq.read_table(local).num_rows == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+def test_sample_to_a_store_without_its_package_fails_before_loading_the_model(tmp_path, capsys):
+    from flows.cli import EXIT_FAILED, main
+
+    code = main(["sample", "models:/absent/1", "--rows", "5", "--output", "s3://b/x.parquet"])
+    assert code == EXIT_FAILED
+    assert "--output: s3:// needs the s3fs package" in capsys.readouterr().err
