@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
+import fsspec
+import pandas as pd
 import pytest
 
 import flows  # noqa: F401  (offline, telemetry-off defaults before Prefect or MLflow load)
@@ -31,6 +34,20 @@ ADULT_COLUMNS = [
 ]
 
 
+def read_adult(rows: int) -> pd.DataFrame:
+    """The first `rows` rows of the shipped Adult file, as pandas reads them (no dtypes
+    normalised): header-less, ', '-separated, '?' as missing."""
+    return pd.read_csv(
+        ADULT_FILE,
+        header=None,
+        names=ADULT_COLUMNS,
+        sep=", ",
+        engine="python",
+        na_values=["?"],
+        nrows=rows,
+    )
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout; tests that need it skip where it is absent."""
@@ -45,6 +62,17 @@ def real_adult_file() -> Path:
     ships, so the privacy gate's calibration on real data also runs on a fresh clone."""
     shared = SHARED_DATA / "adult" / "adult.data.gz"
     return shared if shared.is_file() else ADULT_FILE
+
+
+@pytest.fixture
+def memory():
+    """A fresh bucket on fsspec's in-process memory filesystem: (filesystem, its URL),
+    removed afterwards."""
+    fs = fsspec.filesystem("memory")
+    url = f"memory://test-{uuid.uuid4().hex[:8]}"
+    yield fs, url
+    if fs.exists(url):
+        fs.rm(url, recursive=True)
 
 
 @pytest.fixture(autouse=True)

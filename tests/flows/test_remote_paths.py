@@ -4,7 +4,6 @@ filesystem stands in for S3 or GCS (the flow's tasks run in threads of this proc
 from __future__ import annotations
 
 import importlib.util
-import uuid
 
 import fsspec
 import pyarrow.parquet as pq
@@ -22,16 +21,6 @@ FAST = {
     "validation": {"expectations": False, "fidelity": False, "plots": False},
     "privacy": {"attacks": False},
 }
-
-
-@pytest.fixture
-def bucket():
-    """A fresh memory:// URL, removed afterwards."""
-    fs = fsspec.filesystem("memory")
-    url = f"memory://bucket-{uuid.uuid4().hex[:8]}"
-    yield fs, url
-    if fs.exists(url):
-        fs.rm(url, recursive=True)
 
 
 # -- config: no flow run -----------------------------------------------------------------
@@ -71,9 +60,9 @@ def test_file_urls_are_local_paths(tmp_path):
 # -- the real flow ---------------------------------------------------------------------------
 @pytest.mark.slow
 def test_memory_input_and_output_publish_what_a_local_run_publishes(
-    tmp_path, adult_slice, bucket, prefect_harness
+    tmp_path, adult_slice, memory, prefect_harness
 ):
-    fs, url = bucket
+    fs, url = memory
     fs.pipe_file(f"{url}/data/adult_slice.csv", adult_slice.read_bytes())
     (tmp_path / "local").mkdir()
     (tmp_path / "remote").mkdir()
@@ -104,8 +93,8 @@ def test_memory_input_and_output_publish_what_a_local_run_publishes(
 
 
 @pytest.mark.slow
-def test_a_quarantined_run_uploads_nothing(tmp_path, adult_slice, bucket, prefect_harness):
-    fs, url = bucket
+def test_a_quarantined_run_uploads_nothing(tmp_path, adult_slice, memory, prefect_harness):
+    fs, url = memory
     config = load_config(
         write_slice_config(
             tmp_path,
@@ -128,7 +117,7 @@ def test_a_quarantined_run_uploads_nothing(tmp_path, adult_slice, bucket, prefec
 
 
 def test_a_run_the_store_refuses_is_kept_locally_and_never_registered(
-    tmp_path, adult_slice, bucket, prefect_harness, monkeypatch
+    tmp_path, adult_slice, memory, prefect_harness, monkeypatch
 ):
     import mlflow
 
@@ -136,7 +125,7 @@ def test_a_run_the_store_refuses_is_kept_locally_and_never_registered(
     from flows.synthesize import UNSENT_DIR
     from generators.errors import DataError
 
-    fs, url = bucket
+    fs, url = memory
 
     def refused(folder, target, key, before_marker=None):
         raise DataError(f"{key}: cannot write {target} (AccessDenied); nothing was left")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,7 @@ from flows.config import load_config
 from flows.synthesize import synthesize
 from generators.errors import ConfigError
 from generators.streaming import Holdout, ParquetSource
-from tests.conftest import ADULT_COLUMNS, ADULT_FILE
+from tests.conftest import ADULT_COLUMNS, read_adult
 
 ROWS, ROW_GROUP, SAMPLE = 3000, 500, 800
 VAE = {"name": "vae", "params": {"epochs": 2, "batch_size": 200}}
@@ -26,15 +25,7 @@ VAE = {"name": "vae", "params": {"epochs": 2, "batch_size": 200}}
 @pytest.fixture(scope="module")
 def adult_parquet(tmp_path_factory) -> Path:
     """The first ROWS Adult rows as Parquet in row groups of ROW_GROUP rows."""
-    frame = pd.read_csv(
-        gzip.open(ADULT_FILE, "rt"),
-        header=None,
-        names=ADULT_COLUMNS,
-        sep=", ",
-        engine="python",
-        na_values=["?"],
-        nrows=ROWS,
-    )
+    frame = read_adult(ROWS)
     path = tmp_path_factory.mktemp("stream") / "adult.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, ROW_GROUP)
     return path
@@ -122,20 +113,13 @@ def test_stream_reads_parquet_only(write_config, adult_slice):
         load_config(_config(write_config, adult_slice))
 
 
-def test_a_stream_reads_an_object_store_url_in_place(write_config, adult_parquet):
-    import fsspec
-
+def test_a_stream_reads_an_object_store_url_in_place(write_config, adult_parquet, memory):
     from flows.synthesize import open_stream
 
-    memory = fsspec.filesystem("memory")
-    memory.pipe("/stream-flow/adult.parquet", adult_parquet.read_bytes())
-    try:
-        local = open_stream.fn(load_config(_config(write_config, adult_parquet)))
-        remote = open_stream.fn(
-            load_config(_config(write_config, "memory://stream-flow/adult.parquet"))
-        )
-    finally:
-        memory.rm("/stream-flow", recursive=True)
+    fs, url = memory
+    fs.pipe(f"{url}/adult.parquet", adult_parquet.read_bytes())
+    local = open_stream.fn(load_config(_config(write_config, adult_parquet)))
+    remote = open_stream.fn(load_config(_config(write_config, f"{url}/adult.parquet")))
     assert len(remote[0]) == len(local[0])  # the same training rows, counted in place
     pd.testing.assert_frame_equal(remote[1], local[1])  # the same seeded samples
     pd.testing.assert_frame_equal(remote[2], local[2])

@@ -29,7 +29,7 @@ from generators.gan import ConditionalGANGenerator
 from generators.gmm import GaussianMixtureGenerator
 from generators.schema import infer_schema, normalize_dtypes
 from generators.sdv import GaussianCopulaGenerator
-from tests.conftest import ADULT_COLUMNS, ADULT_FILE
+from tests.conftest import read_adult
 
 ADULT_ROWS = 3000
 TINY_AR = {"epochs": 4, "batch_size": 256, "width": 16, "n_bins": 10}
@@ -37,15 +37,7 @@ TINY_AR = {"epochs": 4, "batch_size": 256, "width": 16, "n_bins": 10}
 
 @pytest.fixture(scope="module")
 def adult() -> pd.DataFrame:
-    frame = pd.read_csv(
-        ADULT_FILE,
-        header=None,
-        names=ADULT_COLUMNS,
-        sep=", ",
-        engine="python",
-        na_values=["?"],
-        nrows=ADULT_ROWS,
-    )
+    frame = read_adult(ADULT_ROWS)
     return normalize_dtypes(frame)
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import uuid
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -24,16 +22,6 @@ from generators.tables import read_table
 from generators.text import read_text
 
 CSV = "name,age,score,joined\nann,31,1.5,2020-01-02\nbob,,2.25,2021-07-30\ncyd,45,,2019-11-11\n"
-
-
-@pytest.fixture
-def memory():
-    """A fresh bucket on fsspec's in-process memory filesystem: (filesystem, its URL)."""
-    fs = fsspec.filesystem("memory")
-    url = f"memory://test-{uuid.uuid4().hex[:8]}"
-    yield fs, url
-    if fs.exists(url):
-        fs.rm(url, recursive=True)
 
 
 def _put(fs, url: str, data: bytes) -> None:

@@ -621,25 +621,19 @@ def test_streamed_and_in_memory_fits_train_on_cuda(name, mixed_parquet) -> None:
 
 
 # -- fsspec URLs ------------------------------------------------------------------------------
-def test_a_url_source_reads_in_place_the_rows_a_local_path_gives(numbered, tmp_path) -> None:
-    import fsspec
-
-    memory = fsspec.filesystem("memory")
-    local_files = sorted(Path(numbered).glob("*.parquet")) if numbered.is_dir() else [numbered]
-    for file in local_files:
-        memory.pipe(f"/stream-test/data/{file.name}", file.read_bytes())
-    try:
-        local = ParquetSource(numbered)
-        for url in ("memory://stream-test/data", "memory://stream-test/data/*.parquet"):
-            remote = ParquetSource(url)
-            assert remote.num_rows == local.num_rows
-            pd.testing.assert_frame_equal(remote.sample(50, seed=3), local.sample(50, seed=3))
-        with pytest.raises(DataError, match="data.path: not found: memory://stream-test/nope"):
-            ParquetSource("memory://stream-test/nope.parquet")
-        with pytest.raises(DataError, match="no file matches 'memory://stream-test/data/x"):
-            ParquetSource("memory://stream-test/data/x*.parquet")
-    finally:
-        memory.rm("/stream-test", recursive=True)
+def test_a_url_source_reads_in_place_the_rows_a_local_path_gives(numbered, memory) -> None:
+    fs, url = memory
+    for file in sorted(Path(numbered).glob("*.parquet")):
+        fs.pipe(f"{url}/data/{file.name}", file.read_bytes())
+    local = ParquetSource(numbered)
+    for remote_path in (f"{url}/data", f"{url}/data/*.parquet"):
+        remote = ParquetSource(remote_path)
+        assert remote.num_rows == local.num_rows
+        pd.testing.assert_frame_equal(remote.sample(50, seed=3), local.sample(50, seed=3))
+    with pytest.raises(DataError, match=f"data.path: not found: {url}/nope"):
+        ParquetSource(f"{url}/nope.parquet")
+    with pytest.raises(DataError, match=f"no file matches '{url}/data/x"):
+        ParquetSource(f"{url}/data/x*.parquet")
 
 
 def test_the_fingerprint_follows_the_files_not_the_reading(tmp_path) -> None:
