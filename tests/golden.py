@@ -70,12 +70,6 @@ def build_saved_models(
 ) -> list[tuple[str, str]]:
     """Fit every registered generator with tiny settings, save it and its sample (with
     `only_missing`, only those that have no fixture yet: a newly registered generator)."""
-    from tests.generators.conftest import make_mixed_frame
-    from tests.generators.test_contract import TINY as TINY_TABLE
-    from tests.generators.test_contract_modalities import REGISTRIES, SEQUENCE_SETTINGS
-    from tests.generators.test_images import digits
-    from tests.generators.test_sequences import make_sequence_frame
-
     import torch
 
     from generators.images import image_schema, images_to_frame
@@ -83,6 +77,11 @@ def build_saved_models(
     from generators.schema import infer_schema
     from generators.sequences import sequence_schema
     from generators.text import read_text
+    from tests.generators.conftest import make_mixed_frame
+    from tests.generators.test_contract import TINY as TINY_TABLE
+    from tests.generators.test_contract_modalities import REGISTRIES, SEQUENCE_SETTINGS
+    from tests.generators.test_images import digits
+    from tests.generators.test_sequences import make_sequence_frame
 
     torch.set_num_threads(1)
     table = make_mixed_frame().drop(columns=["customer_id"])
