@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from pydantic import (
 )
 
 from flows.deploy import ScheduleConfig
+from flows.yaml_strict import load_yaml
 from generators.base import validate_params
 from generators.conditions import AugmentConfig, Condition, SampleConditions, parse_conditions
 from generators.constraints import Constraint
@@ -440,7 +442,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """Read a YAML config, apply `KEY=VALUE` overrides, validate, resolve `data.path`."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(), str(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -471,7 +473,7 @@ def apply_override(raw: dict, override: str) -> None:
             f"--set {override!r}: expected KEY=VALUE with a dotted key, e.g. sample.rows=1000"
         )
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = load_yaml(text, f"--set {key}") if text else ""
     except (yaml.YAMLError, ValueError, TypeError):
         value = text
     node = raw
@@ -493,6 +495,11 @@ def parse_config(raw: dict, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {error}") from None
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
 def _describe_errors(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
@@ -511,6 +518,7 @@ def _describe_errors(error: ValidationError) -> str:
             problems.append(str(item["ctx"]["error"]))
         else:
             found = item.get("input")
-            shown = repr(found) if not isinstance(found, dict) else "a mapping"
+            # reprlib, not repr: a value may be huge (a long list), and only 60 characters show.
+            shown = _SHORT.repr(found) if not isinstance(found, dict) else "a mapping"
             problems.append(f"{key}: {item['msg']} (got {shown[:60]})")
     return "; ".join(problems)
