@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.constraints import (
+from generators.data.schema import infer_schema, normalize_dtypes
+from generators.errors import ConfigError, DataError, NotFittedError
+from generators.sampling.constraints import (
     Constraints,
     FixedCombinations,
     Inequality,
@@ -18,8 +20,6 @@ from generators.constraints import (
     round_seed,
     sample_with_constraints,
 )
-from generators.errors import ConfigError, DataError, NotFittedError
-from generators.schema import infer_schema, normalize_dtypes
 
 
 @pytest.fixture(scope="module")
