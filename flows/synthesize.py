@@ -63,6 +63,7 @@ from generators.registry import generator_class, load_generator, make_generator
 from generators.sampling.augment import merge_augmented, rebalance_plan
 from generators.sampling.conditions import Condition, check_values, matches, sample_conditioned
 from generators.sampling.constraints import Constraints, sample_with_constraints
+from generators.seeds import shard_seed
 from generators.sequence.data import SequenceSettings, split_sequences
 from generators.text.data import TEXT_COLUMN
 from validation import Report
@@ -356,12 +357,6 @@ def sample(
         return draw(rows, seed), figures
     synthetic = sample_with_constraints(draw, rows, seed, constraints)
     return generator.reissue_ids(synthetic), figures
-
-
-def shard_seed(seed: int, index: int) -> int:
-    """The seed of shard `index`: a function of the run's seed and the index only, so the
-    parts are the same whatever the number of workers or the order they finish in."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 @task(

@@ -31,6 +31,7 @@ from generators.data.schema import Schema
 from generators.data.streaming import ParquetSource
 from generators.errors import ConfigError, DataError, NotFittedError
 from generators.sampling.conditions import MAX_TRIES_FACTOR, check_values, matches, rejection_sample
+from generators.seeds import chunk_seed
 
 Device = Literal["auto", "cpu", "cuda"]
 # Large samples are drawn in shards of this many rows, each with its own derived seed, so
@@ -278,7 +279,7 @@ class Generator(ABC):
         ) as progress:
             for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
                 rows = min(SAMPLE_SHARD_ROWS, n - start)
-                with seeded(seed + 1_000_003 * index):
+                with seeded(chunk_seed(seed, index)):
                     shards.append(self._sample(rows).reset_index(drop=True))
                 progress.update(rows)
         frame = pd.concat(shards, ignore_index=True)
@@ -312,7 +313,7 @@ class Generator(ABC):
             shards = []
             for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
                 rows = min(SAMPLE_SHARD_ROWS, n - start)
-                with seeded(seed + 1_000_003 * index):
+                with seeded(chunk_seed(seed, index)):
                     shards.append(self._sample_conditioned(rows, checked).reset_index(drop=True))
             frame = pd.concat(shards, ignore_index=True)
             for name, id_start in self._id_starts.items():

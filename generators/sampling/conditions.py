@@ -37,12 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from generators.data.schema import Schema
 from generators.data.values import as_float
 from generators.errors import ConfigError, DataError
-from generators.sampling.constraints import (
-    Constraints,
-    draw_until,
-    round_seed,
-    sample_with_constraints,
-)
+from generators.sampling.constraints import Constraints, draw_until, sample_with_constraints
+from generators.seeds import round_seed
 
 if TYPE_CHECKING:
     from generators.base import Generator

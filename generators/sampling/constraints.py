@@ -48,6 +48,7 @@ from pydantic import (
 from generators.data.schema import Schema
 from generators.data.values import as_float, as_labels
 from generators.errors import ConfigError, DataError, NotFittedError
+from generators.seeds import round_seed
 
 # Between two labels of a combination: a control character no real value holds.
 _SEPARATOR = "\x1f"
@@ -369,15 +370,6 @@ Draw = Callable[[int, int], pd.DataFrame]  # (rows, seed) -> frame
 # (all rows kept so far followed by the new ones, how many were kept) -> (valid mask for the
 # new rows, rejected new rows per reason)
 Judge = Callable[[pd.DataFrame, int], tuple[np.ndarray, dict[str, int]]]
-
-
-def round_seed(seed: int, round_index: int) -> int:
-    """Round 0 uses `seed` itself (so rows that all pass equal an unconstrained draw);
-    later rounds a seed derived from (seed, round), independent of the generators' own
-    per-shard seeds."""
-    if round_index == 0:
-        return seed
-    return int(np.random.SeedSequence([seed % 2**63, round_index]).generate_state(1)[0] >> 1)
 
 
 @dataclass

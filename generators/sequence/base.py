@@ -20,6 +20,7 @@ from generators.base import (
 )
 from generators.data.schema import Schema
 from generators.errors import ConfigError, DataError, NotFittedError
+from generators.seeds import chunk_seed
 from generators.sequence.data import (
     SequenceSettings,
     _order_numbers,
@@ -157,7 +158,7 @@ class SequenceGenerator(Generator):
         starts = rng.choice(self.starts_, size=n)
         shards = []
         for index, (low, high) in enumerate(_shards(lengths, SAMPLE_SHARD_ROWS)):
-            with seeded(seed + 1_000_003 * index):
+            with seeded(chunk_seed(seed, index)):
                 values = self._sample_sequences(lengths[low:high]).reset_index(drop=True)
             if len(values) != int(lengths[low:high].sum()):
                 raise AssertionError(f"{self.name}: _sample_sequences returned the wrong rows")

@@ -17,9 +17,9 @@ from generators.sampling.constraints import (
     Unique,
     ValueSet,
     parse_constraints,
-    round_seed,
     sample_with_constraints,
 )
+from generators.seeds import round_seed
 
 
 @pytest.fixture(scope="module")
