@@ -72,7 +72,8 @@ def imports() -> dict[str, list[tuple[int, str]]]:
                     package = _package_of(module, path).split(".")
                     package = package[: len(package) - node.level + 1]
                     base = ".".join([*package, *([base] if base else [])])
-                edges.append((node.lineno, base))
+                if base != module:  # a package importing its own submodule
+                    edges.append((node.lineno, base))
                 for alias in node.names:
                     if f"{base}.{alias.name}" in known:
                         edges.append((node.lineno, f"{base}.{alias.name}"))

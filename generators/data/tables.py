@@ -1,4 +1,4 @@
-"""Reading tables from files, the seeded train/holdout split, and atomic Parquet writes.
+"""Reading tables from files (the split is `generators.data.split`, Parquet writes `.parquet`).
 
 Plain functions: the flow calls them, tests call them directly. Every problem with the
 input is a `DataError` that names the file and column and says what to do.

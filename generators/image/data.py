@@ -1,4 +1,4 @@
-"""The image table contract: readers, PNG coding, a sample grid, and the image generators' base.
+"""The image table contract: readers, PNG coding, a sample grid (base: `generators.image.base`).
 
 An image dataset is a table, one row per image, so every stage (split, Parquet, MLflow)
 handles it like any other table:
@@ -17,7 +17,7 @@ All images of a dataset must share one size and channel count, unless `data.imag
 / `data.images.channels` says what to convert them to.
 
 Image generators see a float tensor (N, C, H, W) in [0, 1] and the labels as integer codes;
-`ImageGenerator` does the decoding and encoding around them.
+`ImageGenerator` (`generators.image.base`) does the decoding and encoding around them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Boltzmann machines for tables in PyTorch: RBM, DBN and DBM (one family, one file).
+"""Boltzmann machines in PyTorch: the RBM, DBN and DBM math the table and image generators share.
+
+The generators are `generators/table/boltzmann.py` and `generators/image/boltzmann.py`.
 
 Everything here is an energy-based model over a layer of visible units v and one or two
 layers of binary hidden units h, trained by contrastive divergence and sampled by block

@@ -1,5 +1,5 @@
-"""A conditional DCGAN for images of any size (Radford et al., 2016), and the convolutional
-building blocks the image VAE shares.
+"""The convolutional building blocks the image DCGAN (`generators/image/dcgan.py`) and the image
+VAE (`conv_vae.py`) share; the DCGAN's recipe follows.
 
 Any size: the network works on a padded canvas whose sides are multiples of 2**stages,
 where `stages` (1-4 stride-2 convolutions) follows from the smaller side, so a 28x28 MNIST

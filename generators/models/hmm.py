@@ -1,4 +1,5 @@
-"""A hidden Markov model over characters or words, trained by Baum–Welch in PyTorch.
+"""Hidden Markov model inference in PyTorch (Baum–Welch), shared by the text HMM
+(`generators/text/hmm.py`) and the sequence HMM (`generators/sequence/hmm.py`).
 
 The machinery is split so that other emission models can reuse it (issue 8: Gaussian
 emissions for time series):

@@ -1,4 +1,4 @@
-"""Conditional sampling and class rebalancing: rows with given values, as many as asked.
+"""Conditional sampling: rows with given values, as many as asked (rebalancing: `.augment`).
 
 A condition fixes columns to *exact* values: a category, a boolean, or a number (useful
 for integer or point-mass values such as `capital_gain: 0`; a continuous column almost

@@ -1,9 +1,10 @@
-"""Sequences as a long table: one row per (entity, time step), and the base of sequence models.
+"""Sequences as a long table: one row per (entity, time step) (base: `generators.sequence.base`).
 
 A sequence dataset is a long table with an entity column (a sensor, a station, a customer)
 and an order column (a timestamp or a step number), set in the run config as
 `data.sequence:` (`SequenceSettings`). This module holds the plain functions the flow calls
-before and around a sequence generator, and the `SequenceGenerator` base:
+before and around a sequence generator; `generators.sequence.base` holds the
+`SequenceGenerator` base:
 
 - `check_sequences(frame, settings)` validates the long table and returns it sorted by
   entity, then order. Bad input is one `DataError` line naming the `data.sequence.*` key:

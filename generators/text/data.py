@@ -1,4 +1,4 @@
-"""Text as a table: reading corpora, tokenizing, and the plumbing every text generator shares.
+"""Text as a table: reading corpora (tokens: `generators.text.tokens`; base: `.base`).
 
 A text dataset is a frame with a `text` column (pandas "string" dtype) and optionally an
 identifier column and a label column. `read_text` makes one from a `.txt` file (documents
