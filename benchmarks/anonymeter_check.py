@@ -37,8 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from generators.schema import Schema, infer_schema, normalize_dtypes  # noqa: E402
-from generators.tables import read_table, split_holdout  # noqa: E402
+from generators.data.schema import Schema, infer_schema, normalize_dtypes  # noqa: E402
+from generators.data.split import split_holdout  # noqa: E402
+from generators.data.tables import read_table  # noqa: E402
 from validation.attacks import (  # noqa: E402
     RiskEstimate,
     inference_risk,

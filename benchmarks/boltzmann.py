@@ -46,17 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from generators.boltzmann import (  # noqa: E402
-    RBM,
-    ImageDBMGenerator,
-    ImageDBNGenerator,
-    ImageRBMGenerator,
-    RBMParams,
-    TrainingSettings,
-    VisibleLayout,
-    train_rbm,
-)
+from generators.image.boltzmann import ImageDBMGenerator, ImageDBNGenerator, ImageRBMGenerator  # noqa: E402
+from generators.models.boltzmann import RBM, TrainingSettings, VisibleLayout, train_rbm  # noqa: E402
 from generators.registry import make_generator  # noqa: E402
+from generators.table.boltzmann import RBMParams  # noqa: E402
 
 MNIST = REPO.parent / "shared" / "data" / "mnist_t10k"
 MONITOR_ROWS = 100
@@ -173,7 +166,7 @@ def mnist_part(args) -> list[str]:
 def images_part(args) -> list[str]:
     from sklearn.linear_model import LogisticRegression
 
-    from generators.images import frame_to_pixels, image_schema, images_to_frame
+    from generators.image.data import frame_to_pixels, image_schema, images_to_frame
 
     if not (MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         return [f"MNIST: {MNIST} is absent; part 2 skipped."]

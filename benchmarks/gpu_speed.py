@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
+from generators.data.split import split_holdout  # noqa: E402
 from generators.registry import generator_class  # noqa: E402
-from generators.tables import split_holdout  # noqa: E402
 
 # config -> (budget overrides, rows to sample). Budgets keep a CPU row within a minute.
 CASES: dict[str, tuple[dict, int]] = {

@@ -30,15 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from generators.base import seeded  # noqa: E402
-from generators.conv_vae import ConvVAEGenerator  # noqa: E402
-from generators.dcgan import DCGANGenerator  # noqa: E402
-from generators.image_gmm import ImageGMMGenerator  # noqa: E402
-from generators.images import (  # noqa: E402
-    ImageSettings,
-    image_schema,
-    images_to_frame,
-    read_images,
-)
+from generators.image.conv_vae import ConvVAEGenerator  # noqa: E402
+from generators.image.data import ImageSettings, image_schema, images_to_frame, read_images  # noqa: E402
+from generators.image.dcgan import DCGANGenerator  # noqa: E402
+from generators.image.gmm import ImageGMMGenerator  # noqa: E402
 
 MNIST = REPO.parent / "shared" / "data" / "mnist_t10k"
 GENERATORS = {"dcgan": DCGANGenerator, "conv_vae": ConvVAEGenerator, "gmm": ImageGMMGenerator}

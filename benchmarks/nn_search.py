@@ -27,8 +27,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from generators.schema import infer_schema  # noqa: E402
-from generators.tables import read_table  # noqa: E402
+from generators.data.schema import infer_schema  # noqa: E402
+from generators.data.tables import read_table  # noqa: E402
 from tests.conftest import ADULT_COLUMNS  # noqa: E402
 
 DEFAULT_CASES = [

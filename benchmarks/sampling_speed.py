@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
+from generators.data.split import split_holdout  # noqa: E402
 from generators.registry import make_generator  # noqa: E402
-from generators.tables import split_holdout  # noqa: E402
 
 
 def main() -> None:

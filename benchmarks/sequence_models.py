@@ -30,22 +30,22 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from generators.par import PARGenerator  # noqa: E402
-from generators.schema import infer_schema  # noqa: E402
-from generators.sequence_hmm import (  # noqa: E402
+from generators.data.schema import infer_schema  # noqa: E402
+from generators.data.tables import read_table  # noqa: E402
+from generators.sequence.data import (  # noqa: E402
+    SequenceSettings,
+    check_sequences,
+    entity_lengths,
+    split_entities,
+)
+from generators.sequence.hmm import (  # noqa: E402
     SequenceHMMGenerator,
     SequenceHMMState,
     baum_welch_sequences,
     encoded_numeric,
     sequence_log_likelihood,
 )
-from generators.sequences import (  # noqa: E402
-    SequenceSettings,
-    check_sequences,
-    entity_lengths,
-    split_entities,
-)
-from generators.tables import read_table  # noqa: E402
+from generators.sequence.par import PARGenerator  # noqa: E402
 from validation.sequences import pooled_acf, sequence_fidelity_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "beijing_air_quality"

@@ -48,7 +48,7 @@ def write(path: Path, rows: int) -> None:
 def _time_phases() -> dict[str, float]:
     """Seconds spent in the VAE's training epochs and in fitting its latent mixture,
     filled in as they run (the rest of a fit is reading, schema and encoding)."""
-    from generators.vae import TabularVAEGenerator
+    from generators.table.vae import TabularVAEGenerator
 
     phases: dict[str, float] = {}
     for method, label in (("_train", "train_s"), ("_fit_latent_mixture", "mixture_s")):
@@ -68,10 +68,10 @@ def _time_phases() -> dict[str, float]:
 def run_case(case: str, path: Path, epochs: int, extra_params: dict, device: str) -> dict:
     import torch
 
+    from generators.data.schema import infer_schema
+    from generators.data.streaming import ParquetSource
+    from generators.data.tables import read_table
     from generators.registry import make_generator
-    from generators.schema import infer_schema
-    from generators.streaming import ParquetSource
-    from generators.tables import read_table
 
     torch.set_num_threads(1)
     params = {"epochs": epochs, **extra_params}

@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
+from generators.data.schema import Schema  # noqa: E402
+from generators.data.split import split_holdout  # noqa: E402
 from generators.registry import REGISTRY, make_generator  # noqa: E402
-from generators.schema import Schema  # noqa: E402
-from generators.tables import split_holdout  # noqa: E402
 
 # The project's own tabular generators, and SDV's fastest as the anchor. TVAE and CTGAN at
 # SDV's defaults take 338 s and 2,263 s on a 2-core CPU: ask for them by name.

@@ -2,7 +2,7 @@
 and the character GRU's fit time and valid-word share.
 
 1. hmm: the first `--hmm-chars` characters, split by line, character tokens; our
-   Baum–Welch (`generators.hmm.baum_welch`) and hmmlearn's CategoricalHMM (scaling) from
+   Baum–Welch (`generators.models.hmm.baum_welch`) and hmmlearn's CategoricalHMM (scaling) from
    the same random initialisation for `--hmm-iter` iterations at `--hmm-states` states:
    fit seconds and final log-likelihood (each scored by its own library).
 2. lda: lines grouped into documents of 20 lines, word tokens (top 5,000), 10 topics,
@@ -37,11 +37,12 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from generators.char_lm import CharLMGenerator  # noqa: E402
-from generators.hmm import HMMState, baum_welch, log_likelihood  # noqa: E402
-from generators.lda import LDASettings, count_matrix, fit_lda, perplexity  # noqa: E402
-from generators.schema import infer_schema  # noqa: E402
-from generators.text import Tokenizer, read_text  # noqa: E402
+from generators.data.schema import infer_schema  # noqa: E402
+from generators.models.hmm import HMMState, baum_welch, log_likelihood  # noqa: E402
+from generators.text.char_lm import CharLMGenerator  # noqa: E402
+from generators.text.data import read_text  # noqa: E402
+from generators.text.lda import LDASettings, count_matrix, fit_lda, perplexity  # noqa: E402
+from generators.text.tokens import Tokenizer  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "data" / "tiny_shakespeare" / "input.txt"
 

@@ -22,8 +22,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from generators.schema import infer_schema  # noqa: E402
-from generators.tables import read_table, split_holdout  # noqa: E402
+from generators.data.schema import infer_schema  # noqa: E402
+from generators.data.split import split_holdout  # noqa: E402
+from generators.data.tables import read_table  # noqa: E402
 from tests.conftest import ADULT_COLUMNS, ADULT_FILE  # noqa: E402
 from validation.expectations import build_suite, validate_table  # noqa: E402
 from validation.fidelity import fidelity_report  # noqa: E402

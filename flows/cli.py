@@ -260,8 +260,8 @@ def _sample(args: argparse.Namespace) -> int:
         import mlflow
 
         from flows.tracking import tracking_uri
-        from generators.remote import filesystem, is_remote
-        from generators.tables import write_parquet
+        from generators.data.parquet import write_parquet
+        from generators.data.remote import filesystem, is_remote
 
         if is_remote(args.output):  # a missing package or a bad URL fails before any work
             filesystem(args.output, "--output")
@@ -288,7 +288,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     """Exit 0 when every check passes, 3 when some fail, 1 on bad input."""
-    from generators.tables import read_table
+    from generators.data.tables import read_table
     from validation.expectations import load_suite, validate_table
 
     try:

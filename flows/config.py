@@ -3,7 +3,7 @@
 Relative `data.path` values are resolved against the config file's folder, so a config
 works from any working directory; `output.dir` and the default MLflow store are relative
 to the working directory, where the user runs synthpipe. `data.path` and `output.dir` may
-also be fsspec URLs (s3://, gs://, az://, memory://, file://): see generators.remote.
+also be fsspec URLs (s3://, gs://, az://, memory://, file://): see generators.data.remote.
 """
 
 from __future__ import annotations
@@ -31,16 +31,17 @@ from pydantic import (
 from flows.deploy import ScheduleConfig
 from flows.yaml_strict import load_yaml
 from generators.base import validate_params
-from generators.conditions import AugmentConfig, Condition, SampleConditions, parse_conditions
-from generators.constraints import Constraint
+from generators.data.remote import check_url, is_remote, is_url
+from generators.data.schema import Kind, Schema, infer_schema
+from generators.data.tables import read_table
 from generators.errors import ConfigError, DataError
-from generators.images import ImageSettings, image_schema, read_images
+from generators.image.data import ImageSettings, image_schema, read_images
 from generators.registry import all_generators, generator_class
-from generators.remote import check_url, is_remote, is_url
-from generators.schema import Kind, Schema, infer_schema
-from generators.sequences import SequenceSettings, check_sequences, sequence_schema
-from generators.tables import read_table
-from generators.text import TEXT_COLUMN, TextSettings, read_text
+from generators.sampling.augment import AugmentConfig
+from generators.sampling.conditions import Condition, SampleConditions, parse_conditions
+from generators.sampling.constraints import Constraint
+from generators.sequence.data import SequenceSettings, check_sequences, sequence_schema
+from generators.text.data import TEXT_COLUMN, TextSettings, read_text
 from validation.privacy import PrivacyPolicy
 
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
@@ -118,7 +119,7 @@ class DataConfig(Strict):
     def read(self) -> tuple[pd.DataFrame, Schema]:
         """The table these settings describe, and its schema (kinds overridden by `schema`).
 
-        Images and text arrive as tables too: see generators.images and generators.text.
+        Images and text arrive as tables too: see generators.image.data and generators.text.data.
         """
         if self.modality == "image":
             frame = read_images(self.path, self.images)

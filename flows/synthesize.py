@@ -51,24 +51,21 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from flows.config import DataConfig, RunConfig, RunnerConfig
 from flows.tracking import RunTracker, reachable_tracking_uri
 from generators.base import GENERATOR_FILE, DPBudget
-from generators.conditions import (
-    Condition,
-    check_values,
-    matches,
-    merge_augmented,
-    rebalance_plan,
-    sample_conditioned,
-)
-from generators.constraints import Constraints, sample_with_constraints
+from generators.data.parquet import write_parquet_atomic
+from generators.data.remote import filesystem, is_remote, join_url, local_path, upload_folder
+from generators.data.schema import Schema, infer_schema, normalize_dtypes
+from generators.data.split import split_holdout
+from generators.data.streaming import Holdout, ParquetSource, cast_to_schema
+from generators.data.tables import check_finite, check_not_empty
 from generators.errors import DataError, SynthpipeError
-from generators.images import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
+from generators.image.data import IMAGE_COLUMN, LABEL_COLUMN, frame_to_pixels, image_grid
 from generators.registry import generator_class, load_generator, make_generator
-from generators.remote import filesystem, is_remote, join_url, local_path, upload_folder
-from generators.schema import Schema, infer_schema, normalize_dtypes
-from generators.sequences import SequenceSettings, split_sequences
-from generators.streaming import Holdout, ParquetSource, cast_to_schema
-from generators.tables import check_finite, check_not_empty, split_holdout, write_parquet_atomic
-from generators.text import TEXT_COLUMN
+from generators.sampling.augment import merge_augmented, rebalance_plan
+from generators.sampling.conditions import Condition, check_values, matches, sample_conditioned
+from generators.sampling.constraints import Constraints, sample_with_constraints
+from generators.seeds import shard_seed
+from generators.sequence.data import SequenceSettings, split_sequences
+from generators.text.data import TEXT_COLUMN
 from validation import Report
 from validation.downstream import downstream_report
 from validation.expectations import build_suite, validate_table
@@ -181,7 +178,7 @@ def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.Data
     uniform samples of the training and holdout rows (stream.sample_rows each) that stand
     for them wherever rows must be in memory: the schema, the privacy gate, expectations
     and fidelity. Row r of the files is in the holdout when a hash of (seed, r) falls below
-    data.holdout_fraction (generators.streaming.Holdout): unstratified, but the same rows on
+    data.holdout_fraction (generators.data.streaming.Holdout): unstratified, but the same rows on
     every run and machine. Returns (training source, train sample, holdout sample, schema).
     """
     data, settings = config.data, config.data.stream
@@ -360,12 +357,6 @@ def sample(
         return draw(rows, seed), figures
     synthetic = sample_with_constraints(draw, rows, seed, constraints)
     return generator.reissue_ids(synthetic), figures
-
-
-def shard_seed(seed: int, index: int) -> int:
-    """The seed of shard `index`: a function of the run's seed and the index only, so the
-    parts are the same whatever the number of workers or the order they finish in."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 @task(

@@ -27,10 +27,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm.auto import tqdm
 
-from generators.conditions import MAX_TRIES_FACTOR, check_values, matches, rejection_sample
+from generators.data.schema import Schema
+from generators.data.streaming import ParquetSource
 from generators.errors import ConfigError, DataError, NotFittedError
-from generators.schema import Schema
-from generators.streaming import ParquetSource
+from generators.sampling.conditions import MAX_TRIES_FACTOR, check_values, matches, rejection_sample
+from generators.seeds import chunk_seed
 
 Device = Literal["auto", "cpu", "cuda"]
 # Large samples are drawn in shards of this many rows, each with its own derived seed, so
@@ -184,7 +185,7 @@ class Generator(ABC):
         chunk_rows: int = STREAM_CHUNK_ROWS,
         sample_seed: int | None = None,
     ) -> Self:
-        """Fit on the rows of `source` (a `generators.streaming.ParquetSource`, e.g. a
+        """Fit on the rows of `source` (a `generators.data.streaming.ParquetSource`, e.g. a
         Parquet file larger than memory) without loading them all. Returns self.
 
         Generators with `supports_streaming` fit their encoding on a seeded uniform sample
@@ -198,12 +199,11 @@ class Generator(ABC):
         and learns no category the schema lacks; default: drawn from `seed`.
         """
         if not self.supports_streaming:
-            from generators.registry import REGISTRY  # registry imports every generator
-
-            streaming = sorted(name for name, cls in REGISTRY.items() if cls.supports_streaming)
+            # The list of streaming generators is RunConfig's (flows/config.py), checked
+            # before any run; naming it here would import the registry (an import cycle).
             raise ConfigError(
                 f"data.stream: generator '{self.name}' loads the whole table and cannot "
-                f"train from a stream; the table generators that can are {streaming} (see "
+                "train from a stream; use a table generator that can (see "
                 "docs/large-data.md), or read the table into memory"
             )
         if sample_rows < 1 or chunk_rows < 1:
@@ -279,7 +279,7 @@ class Generator(ABC):
         ) as progress:
             for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
                 rows = min(SAMPLE_SHARD_ROWS, n - start)
-                with seeded(seed + 1_000_003 * index):
+                with seeded(chunk_seed(seed, index)):
                     shards.append(self._sample(rows).reset_index(drop=True))
                 progress.update(rows)
         frame = pd.concat(shards, ignore_index=True)
@@ -313,7 +313,7 @@ class Generator(ABC):
             shards = []
             for index, start in enumerate(range(0, n, SAMPLE_SHARD_ROWS)):
                 rows = min(SAMPLE_SHARD_ROWS, n - start)
-                with seeded(seed + 1_000_003 * index):
+                with seeded(chunk_seed(seed, index)):
                     shards.append(self._sample_conditioned(rows, checked).reset_index(drop=True))
             frame = pd.concat(shards, ignore_index=True)
             for name, id_start in self._id_starts.items():
@@ -456,7 +456,7 @@ class Generator(ABC):
 
     def _sample_conditioned(self, n: int, values: dict[str, Any]) -> pd.DataFrame:
         """Return `n` rows of `modelled_columns` whose columns equal `values` (normalised by
-        `generators.conditions.check_values`: categories as string labels, numbers as
+        `generators.sampling.conditions.check_values`: categories as string labels, numbers as
         floats, booleans as bools); RNGs are seeded. Generators with `supports_conditions`
         implement it."""
         raise NotImplementedError(f"{self.name} does not condition natively")

@@ -10,40 +10,34 @@ import json
 from pathlib import Path
 from typing import Any
 
-from generators.autoregressive import AutoregressiveGenerator
 from generators.base import GENERATOR_FILE, Generator
-from generators.baseline import (
+from generators.baselines import (
     CopyGenerator,
     ImageCopyGenerator,
     TextCopyGenerator,
     UniformGenerator,
 )
-from generators.boltzmann import (
-    DBMGenerator,
-    DBNGenerator,
-    ImageDBMGenerator,
-    ImageDBNGenerator,
-    ImageRBMGenerator,
-    RBMGenerator,
-)
-from generators.char_lm import CharLMGenerator
-from generators.conv_vae import ConvVAEGenerator
-from generators.dcgan import DCGANGenerator
 from generators.errors import ConfigError, DataError
-from generators.gan import ConditionalGANGenerator
-from generators.gmm import GaussianMixtureGenerator
-from generators.hmm import HMMGenerator
-from generators.image_gmm import ImageGMMGenerator
-from generators.lda import LDAGenerator
-from generators.par import PARGenerator
-from generators.sdv import (
+from generators.image.boltzmann import ImageDBMGenerator, ImageDBNGenerator, ImageRBMGenerator
+from generators.image.conv_vae import ConvVAEGenerator
+from generators.image.dcgan import DCGANGenerator
+from generators.image.gmm import ImageGMMGenerator
+from generators.sequence.hmm import SequenceHMMGenerator
+from generators.sequence.par import PARGenerator
+from generators.table.autoregressive import AutoregressiveGenerator
+from generators.table.boltzmann import DBMGenerator, DBNGenerator, RBMGenerator
+from generators.table.gan import ConditionalGANGenerator
+from generators.table.gmm import GaussianMixtureGenerator
+from generators.table.sdv import (
     CopulaGANGenerator,
     CTGANGenerator,
     GaussianCopulaGenerator,
     TVAEGenerator,
 )
-from generators.sequence_hmm import SequenceHMMGenerator
-from generators.vae import TabularVAEGenerator
+from generators.table.vae import TabularVAEGenerator
+from generators.text.char_lm import CharLMGenerator
+from generators.text.hmm import HMMGenerator
+from generators.text.lda import LDAGenerator
 
 # Table generators by name.
 REGISTRY: dict[str, type[Generator]] = {

@@ -85,9 +85,9 @@ def _cuda_generator(modality: str, name: str):
 
 def _cuda_data(modality: str):
     from generators import infer_schema
-    from generators.images import image_schema, images_to_frame
-    from generators.sequences import sequence_schema
-    from generators.text import read_text
+    from generators.image.data import image_schema, images_to_frame
+    from generators.sequence.data import sequence_schema
+    from generators.text.data import read_text
     from tests.conftest import REPO
     from tests.generators.conftest import make_mixed_frame
     from tests.generators.test_images import digits

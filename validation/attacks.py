@@ -40,9 +40,9 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from generators.data.schema import Schema
+from generators.data.values import as_float
 from generators.errors import DataError
-from generators.schema import Schema
-from generators.values import as_float
 from validation.distance import DistanceEncoder, nearest_neighbors
 
 ATTACK_KINDS = ("numeric", "categorical", "boolean", "datetime")

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from generators.schema import Schema
-from generators.values import as_float, as_labels
+from generators.data.schema import Schema
+from generators.data.values import as_float, as_labels
 
 # Block sizes keep one distance block at 2048 x 32768 float32 = 256 MiB.
 QUERY_BLOCK_ROWS = 2048

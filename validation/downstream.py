@@ -26,9 +26,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import f1_score, r2_score, recall_score
 from threadpoolctl import threadpool_limits
 
+from generators.data.schema import Schema
+from generators.data.values import as_float
 from generators.errors import DataError
-from generators.schema import Schema
-from generators.values import as_float
 from validation.fidelity import MIN_ROWS_FOR_MODELS, MODEL_THREADS, _features, _subsample
 from validation.report import Report
 

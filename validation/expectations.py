@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from generators.data.schema import Schema
+from generators.data.values import as_float
 from generators.errors import DataError
-from generators.schema import Schema
-from generators.values import as_float
 from validation.report import Report
 
 SUITE_VERSION = 1

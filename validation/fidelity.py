@@ -28,8 +28,8 @@ from sklearn.metrics import f1_score, r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from generators.schema import Schema
-from generators.values import as_float
+from generators.data.schema import Schema
+from generators.data.values import as_float
 from validation.expectations import cramers_v, spearman_matrix
 from validation.report import Report
 

@@ -1,4 +1,4 @@
-"""Privacy, expectations and fidelity for image tables (see generators.images for the contract).
+"""Privacy, expectations and fidelity for image tables (see generators.image.data for the contract).
 
 - `image_privacy_report`: nearest-neighbour distances on pixels (root-mean-square pixel
   difference in [0, 1]), as `validation.privacy` does for rows: the DCR share, a
@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from generators.errors import DataError
-from generators.images import IMAGE_COLUMN, LABEL_COLUMN, decode_image, frame_to_pixels
+from generators.image.data import IMAGE_COLUMN, LABEL_COLUMN, decode_image, frame_to_pixels
 from validation.distance import nearest_neighbors
 from validation.privacy import Z95, PrivacyPolicy, hanley_mcneil_se, wilson_upper
 from validation.report import Report

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from generators.schema import Schema  # noqa: E402
-from generators.values import as_float  # noqa: E402
+from generators.data.schema import Schema  # noqa: E402
+from generators.data.values import as_float  # noqa: E402
 from validation.fidelity import association_matrix  # noqa: E402
 
 MAX_CATEGORIES_SHOWN = 20

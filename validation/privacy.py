@@ -37,10 +37,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
-from generators.baseline import UniformGenerator
+from generators.baselines import UniformGenerator
+from generators.data.schema import Schema
+from generators.data.values import MISSING
 from generators.errors import DataError
-from generators.schema import Schema
-from generators.values import MISSING
 from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
 from validation.report import Report

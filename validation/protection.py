@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from generators.base import Generator
+from generators.data.schema import Schema
 from generators.errors import DataError
-from generators.schema import Schema
 from validation.distance import DistanceEncoder, nearest_neighbors
 
 RARE_PLACEHOLDER = "(rare)"

@@ -54,9 +54,9 @@ from scipy.spatial.distance import cdist  # noqa: E402
 from scipy.stats import ks_2samp  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from generators.data.schema import Schema  # noqa: E402
 from generators.errors import DataError  # noqa: E402
-from generators.schema import Schema  # noqa: E402
-from generators.sequences import SequenceSettings  # noqa: E402
+from generators.sequence.data import SequenceSettings  # noqa: E402
 from validation.privacy import Z95, PrivacyPolicy, hanley_mcneil_se, wilson_upper  # noqa: E402
 from validation.report import Report  # noqa: E402
 
@@ -113,7 +113,7 @@ def _units(frame: pd.DataFrame, entity_column: str, window: int | None) -> np.nd
 
 
 def _numbers(values: pd.Series) -> np.ndarray:
-    from generators.values import as_float
+    from generators.data.values import as_float
 
     return as_float(values)
 

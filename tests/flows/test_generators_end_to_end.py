@@ -23,8 +23,8 @@ import yaml
 
 from flows.config import load_config
 from flows.synthesize import synthesize
+from generators.data.tables import read_table
 from generators.registry import load_generator
-from generators.tables import read_table
 from tests.conftest import ADULT_COLUMNS
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]

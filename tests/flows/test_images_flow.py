@@ -86,7 +86,7 @@ def test_image_generators_publish_png_tables_with_losses_in_mlflow(name, tmp_pat
     import numpy as np
     import pyarrow.parquet as pq
 
-    from generators.images import IMAGE_TYPE, frame_to_pixels
+    from generators.image.data import IMAGE_TYPE, frame_to_pixels
 
     config = load_config(
         write_image_config(
@@ -121,7 +121,7 @@ def test_image_generators_publish_png_tables_with_losses_in_mlflow(name, tmp_pat
 def test_mnist_idx_files_run_through_the_flow(shared_data, tmp_path, prefect_harness):
     import pyarrow.parquet as pq
 
-    from generators.images import frame_to_pixels
+    from generators.image.data import frame_to_pixels
 
     raw = yaml.safe_load(
         write_image_config(

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from flows.config import load_config, parse_config
 from flows.synthesize import QUARANTINE_DIR, run_roots, synthesize
+from generators.data.remote import SUCCESS_MARKER
 from generators.errors import ConfigError
-from generators.remote import SUCCESS_MARKER
 from tests.flows.conftest import write_slice_config
 
 # Fast: the checks that cost seconds are off; the gate (privacy) stays on.

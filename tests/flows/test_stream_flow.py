@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import flows.config
-import generators.remote
-import generators.tables
+import generators.data.remote
+import generators.data.tables
 from flows.config import load_config
 from flows.synthesize import synthesize
+from generators.data.streaming import Holdout, ParquetSource
 from generators.errors import ConfigError
-from generators.streaming import Holdout, ParquetSource
 from tests.conftest import ADULT_COLUMNS, read_adult
 
 ROWS, ROW_GROUP, SAMPLE = 3000, 500, 800
@@ -53,9 +53,9 @@ def test_a_streamed_run_publishes_without_reading_the_table_whole(
         raise AssertionError("a streamed run read the whole table")
 
     monkeypatch.setattr(flows.config, "read_table", refuse)
-    monkeypatch.setattr(generators.tables, "read_table", refuse)
+    monkeypatch.setattr(generators.data.tables, "read_table", refuse)
     monkeypatch.setattr(pd, "read_parquet", refuse)
-    monkeypatch.setattr(generators.remote, "local_copy", refuse)  # a copy of the input
+    monkeypatch.setattr(generators.data.remote, "local_copy", refuse)  # a copy of the input
     # Every frame a ParquetSource hands out: none may hold more rows than the sample.
     largest = [0]
     to_frame = ParquetSource._to_frame

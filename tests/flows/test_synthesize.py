@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
 from flows.synthesize import synthesize
-from generators.tables import read_table
+from generators.data.tables import read_table
 from tests.flows.conftest import PLAIN_CSV, assert_nothing_written, write_slice_config
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from generators.schema import Schema, infer_schema, normalize_dtypes
+from generators.data.schema import Schema, infer_schema, normalize_dtypes
 
 MIXED_ROWS = 400
 MIXED_SEED = 20240611

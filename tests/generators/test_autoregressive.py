@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import generators.autoregressive as autoregressive
 import generators.base as base
-from generators.autoregressive import AutoregressiveGenerator
-from generators.encoding import TokenEncoder
+import generators.table.autoregressive as autoregressive
+from generators.data.schema import infer_schema, normalize_dtypes
 from generators.errors import ConfigError
-from generators.schema import infer_schema, normalize_dtypes
+from generators.table.autoregressive import AutoregressiveGenerator
+from generators.table.encoding import TokenEncoder
 
 SMALL = {"epochs": 40, "width": 32, "batch_size": 128, "early_stopping_patience": 5}
 N_SYNTHETIC = 4000

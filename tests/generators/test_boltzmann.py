@@ -12,17 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from generators.boltzmann import (
-    RBM,
-    DBMGenerator,
-    DBNGenerator,
-    RBMGenerator,
-    RBMParams,
-    TrainingSettings,
-    VisibleLayout,
-    train_rbm,
-)
+from generators.models.boltzmann import RBM, TrainingSettings, VisibleLayout, train_rbm
 from generators.registry import load_generator
+from generators.table.boltzmann import DBMGenerator, DBNGenerator, RBMGenerator, RBMParams
 
 SIDE = 4  # bars-and-stripes images are SIDE x SIDE
 

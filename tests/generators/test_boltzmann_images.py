@@ -12,20 +12,15 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from generators.boltzmann import (
-    RBM,
-    ImageDBMGenerator,
-    ImageDBNGenerator,
-    ImageRBMGenerator,
-    VisibleLayout,
-)
-from generators.images import (
+from generators.image.boltzmann import ImageDBMGenerator, ImageDBNGenerator, ImageRBMGenerator
+from generators.image.data import (
     ImageSettings,
     frame_to_pixels,
     image_schema,
     images_to_frame,
     read_images,
 )
+from generators.models.boltzmann import RBM, VisibleLayout
 
 # Small enough for a 2-core CPU: all of scikit-learn's 1,797 8x8 digits, a few seconds a fit.
 _SAMPLING = {"device": "cpu", "n_chains": 200, "burn_in": 200, "thinning": 5}

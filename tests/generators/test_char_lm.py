@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.char_lm import CharLMGenerator
+from generators.data.schema import infer_schema
 from generators.errors import DataError
-from generators.schema import infer_schema
-from generators.text import read_text
+from generators.text.char_lm import CharLMGenerator
+from generators.text.data import read_text
 
 SMALL = dict(embed=16, hidden=64, context=32, batch_size=16, eval_every=50)
 PHRASES = {

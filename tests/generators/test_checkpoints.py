@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from generators.base import CHECKPOINT_FILE, Generator
-from generators.images import image_schema, images_to_frame
+from generators.image.data import image_schema, images_to_frame
 from generators.registry import IMAGE_GENERATORS, REGISTRY
 from tests.generators.test_images import digits
 
@@ -143,7 +143,7 @@ _KILLED_FIT = textwrap.dedent(
 
 def mixed_model_table():
     """The generators' mixed fixture table without its id column, and its schema."""
-    from generators.schema import infer_schema
+    from generators.data.schema import infer_schema
     from tests.generators.conftest import make_mixed_frame
 
     frame = make_mixed_frame()

@@ -14,21 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.autoregressive import AutoregressiveGenerator
-from generators.conditions import (
-    AugmentConfig,
-    Condition,
-    merge_augmented,
-    parse_conditions,
-    rebalance_plan,
-    sample_conditioned,
-)
-from generators.constraints import Constraints
+from generators.data.schema import infer_schema, normalize_dtypes
 from generators.errors import ConfigError, DataError
-from generators.gan import ConditionalGANGenerator
-from generators.gmm import GaussianMixtureGenerator
-from generators.schema import infer_schema, normalize_dtypes
-from generators.sdv import GaussianCopulaGenerator
+from generators.sampling.augment import AugmentConfig, merge_augmented, rebalance_plan
+from generators.sampling.conditions import Condition, parse_conditions, sample_conditioned
+from generators.sampling.constraints import Constraints
+from generators.table.autoregressive import AutoregressiveGenerator
+from generators.table.gan import ConditionalGANGenerator
+from generators.table.gmm import GaussianMixtureGenerator
+from generators.table.sdv import GaussianCopulaGenerator
 from tests.conftest import read_adult
 
 ADULT_ROWS = 3000

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.constraints import (
+from generators.data.schema import infer_schema, normalize_dtypes
+from generators.errors import ConfigError, DataError, NotFittedError
+from generators.sampling.constraints import (
     Constraints,
     FixedCombinations,
     Inequality,
     Unique,
     ValueSet,
     parse_constraints,
-    round_seed,
     sample_with_constraints,
 )
-from generators.errors import ConfigError, DataError, NotFittedError
-from generators.schema import infer_schema, normalize_dtypes
+from generators.seeds import round_seed
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from generators.base import Generator, seeded
+from generators.data.schema import Schema, infer_schema
 from generators.errors import DataError, NotFittedError
 from generators.registry import REGISTRY, load_generator
-from generators.schema import Schema, infer_schema
 
 _GAN = {
     "epochs": 2,

@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 import torch
 
+from generators.data.schema import infer_schema
 from generators.errors import DataError
-from generators.images import image_schema, images_to_frame
+from generators.image.data import image_schema, images_to_frame
 from generators.registry import (
     IMAGE_GENERATORS,
     SEQUENCE_GENERATORS,
     TEXT_GENERATORS,
     load_generator,
 )
-from generators.schema import infer_schema
-from generators.sequences import sequence_schema
-from generators.text import read_text
+from generators.sequence.data import sequence_schema
+from generators.text.data import read_text
 from tests.conftest import REPO
 from tests.generators.test_images import digits
 from tests.generators.test_safe_load import _is_plain_data, _RunsCode

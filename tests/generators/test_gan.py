@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from generators.encoding import TabularEncoder
-from generators.gan import ConditionalGANGenerator, _Conditions, _Layout, _RowsByCondition
+from generators.data.schema import infer_schema, normalize_dtypes
 from generators.registry import load_generator
-from generators.schema import infer_schema, normalize_dtypes
+from generators.table.encoding import TabularEncoder
+from generators.table.gan import ConditionalGANGenerator, _Conditions, _Layout, _RowsByCondition
 
 TINY = {
     "batch_size": 100,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from sklearn.mixture import GaussianMixture
 
-from generators.gmm import GaussianMixtureGenerator, Mixture, MixtureData, m_step, run_em
-from generators.schema import infer_schema, normalize_dtypes
+from generators.data.schema import infer_schema, normalize_dtypes
+from generators.table.gmm import GaussianMixtureGenerator, Mixture, MixtureData, m_step, run_em
 
 FLOOR = 1e-6
 

@@ -11,17 +11,18 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from generators.hmm import (
+from generators.data.schema import infer_schema
+from generators.models.hmm import (
     DTYPE,
-    HMMGenerator,
     HMMState,
     baum_welch,
     forward_backward,
     log_likelihood,
+    pad_documents,
     sample_states,
 )
-from generators.schema import infer_schema
-from generators.text import Tokenizer, pad_documents
+from generators.text.hmm import HMMGenerator
+from generators.text.tokens import Tokenizer
 
 hmmlearn = pytest.importorskip("hmmlearn.hmm")
 

@@ -18,11 +18,12 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from generators.conv_vae import ConvVAEGenerator
-from generators.dcgan import CanvasPlan, DCGANGenerator
 from generators.errors import DataError, NotFittedError
-from generators.image_gmm import ImageGMMGenerator
-from generators.images import IMAGE_COLUMN, frame_to_pixels, image_schema, images_to_frame
+from generators.image.conv_vae import ConvVAEGenerator
+from generators.image.data import IMAGE_COLUMN, frame_to_pixels, image_schema, images_to_frame
+from generators.image.dcgan import DCGANGenerator
+from generators.image.gmm import ImageGMMGenerator
+from generators.models.conv import CanvasPlan
 from tests.generators.test_images import digits
 
 TRAIN_ROWS = 1200

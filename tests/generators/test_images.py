@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from generators.data.parquet import write_parquet_atomic
 from generators.errors import DataError
-from generators.images import (
+from generators.image.data import (
     IMAGE_TYPE,
     ImageSettings,
     decode_image,
@@ -23,7 +24,6 @@ from generators.images import (
     images_to_frame,
     read_images,
 )
-from generators.tables import write_parquet_atomic
 
 
 def digits(n: int = 60) -> tuple[np.ndarray, np.ndarray]:

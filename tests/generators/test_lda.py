@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.decomposition import LatentDirichletAllocation
 
-from generators.lda import LDAGenerator, LDASettings, count_matrix, fit_lda, perplexity
-from generators.schema import infer_schema
+from generators.data.schema import infer_schema
+from generators.text.lda import LDAGenerator, LDASettings, count_matrix, fit_lda, perplexity
 
 N_TOPICS, N_WORDS = 4, 120
 SEEDS = range(5)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from generators.par import PARGenerator
-from generators.schema import infer_schema
-from generators.sequences import check_sequences, entity_lengths
+from generators.data.schema import infer_schema
+from generators.sequence.data import check_sequences, entity_lengths
+from generators.sequence.par import PARGenerator
 from tests.generators.test_sequences import SETTINGS, make_sequence_frame
 
 # Pieces of at most 16 rows: sampling re-runs the GRU over the prefix at every step.

@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from generators import remote
+from generators.data import remote
+from generators.data.remote import SUCCESS_MARKER, is_remote, is_url, local_copy, upload_folder
+from generators.data.tables import read_table
 from generators.errors import ConfigError, DataError
-from generators.images import IMAGE_COLUMN, read_images
-from generators.remote import SUCCESS_MARKER, is_remote, is_url, local_copy, upload_folder
-from generators.tables import read_table
-from generators.text import read_text
+from generators.image.data import IMAGE_COLUMN, read_images
+from generators.text.data import read_text
 
 CSV = "name,age,score,joined\nann,31,1.5,2020-01-02\nbob,,2.25,2021-07-30\ncyd,45,,2019-11-11\n"
 
@@ -240,7 +240,7 @@ def test_the_run_is_registered_between_its_files_and_its_marker(memory, tmp_path
 
 
 def test_write_parquet_puts_one_whole_object_at_a_url_and_writes_paths_atomically(memory, tmp_path):
-    from generators.tables import write_parquet
+    from generators.data.parquet import write_parquet
 
     fs, url = memory
     table = pa.table({"x": [1, 2, 3], "y": ["a", "b", None]})

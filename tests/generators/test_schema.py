@@ -7,14 +7,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from generators.errors import DataError
-from generators.schema import (
+from generators.data.schema import (
     ID_MIN_ROWS,
     Schema,
     infer_schema,
     normalize_dtypes,
     parse_datetime_strings,
 )
+from generators.errors import DataError
 
 # -- inference -----------------------------------------------------------------------------
 

@@ -8,20 +8,20 @@ import pytest
 import torch
 from hmmlearn.hmm import GaussianHMM
 
+from generators.data.schema import infer_schema
 from generators.errors import ConfigError, NotFittedError
-from generators.schema import infer_schema
-from generators.sequence_hmm import (
+from generators.sequence.data import (
+    SequenceSettings,
+    check_sequences,
+    entity_lengths,
+    sequence_schema,
+)
+from generators.sequence.hmm import (
     SequenceHMMGenerator,
     SequenceHMMState,
     baum_welch_sequences,
     encoded_numeric,
     sequence_log_likelihood,
-)
-from generators.sequences import (
-    SequenceSettings,
-    check_sequences,
-    entity_lengths,
-    sequence_schema,
 )
 from tests.generators.test_sequences import SETTINGS, make_sequence_frame
 

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from generators.data.schema import infer_schema, normalize_dtypes
+from generators.data.tables import read_table
 from generators.errors import ConfigError, DataError
-from generators.schema import infer_schema, normalize_dtypes
-from generators.sequences import (
+from generators.sequence.data import (
     SequenceSettings,
     check_sequences,
     entity_lengths,
@@ -22,7 +23,6 @@ from generators.sequences import (
     split_sequences,
     window_lengths,
 )
-from generators.tables import read_table
 
 SETTINGS = SequenceSettings(entity_column="sensor", order_column="time", max_length=32)
 

@@ -1,4 +1,4 @@
-"""Training from Parquet larger than memory: `generators.streaming.ParquetSource` and the
+"""Training from Parquet larger than memory: `generators.data.streaming.ParquetSource` and the
 streamed fits of the minibatch generators (vae, gan, autoregressive).
 
 Tolerances: a share p of n sampled rows varies by sqrt(p (1 - p) / n) (binomial), and a
@@ -22,17 +22,12 @@ import pytest
 import torch
 
 from generators.base import Generator
+from generators.data.schema import Schema, infer_schema
+from generators.data.streaming import Holdout, ParquetSource, cast_to_schema, row_uniforms
+from generators.data.tables import read_table
 from generators.errors import ConfigError, DataError
 from generators.registry import REGISTRY, all_generators
-from generators.schema import Schema, infer_schema
-from generators.streaming import (
-    Holdout,
-    ParquetSource,
-    cast_to_schema,
-    minibatches,
-    row_uniforms,
-)
-from generators.tables import read_table
+from generators.table.batches import minibatches
 from tests.generators.conftest import make_mixed_frame
 
 ROWS = 20_000
@@ -653,7 +648,7 @@ def test_a_gan_step_never_takes_its_real_rows_from_a_short_chunk(mixed_parquet, 
     """2,400 rows in chunks of 350: the pass ends on a 300-row chunk, and with batches of
     400 its steps would draw real rows from fewer rows than a batch; it joins the chunk
     before it instead."""
-    import generators.gan as gan_module
+    import generators.table.gan as gan_module
 
     path, _, schema = mixed_parquet
     sizes = []

@@ -8,10 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from generators import tables
+from generators.data import parquet
+from generators.data.parquet import write_parquet_atomic
+from generators.data.schema import infer_schema
+from generators.data.split import split_holdout
+from generators.data.tables import MIN_ROWS, read_table
 from generators.errors import DataError
-from generators.schema import infer_schema
-from generators.tables import MIN_ROWS, read_table, split_holdout, write_parquet_atomic
 
 
 def _write(path, text: str):
@@ -375,7 +377,7 @@ def test_failed_write_leaves_no_file_and_no_temporary(
             handle.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(tables.pq, "write_table", half_write)
+    monkeypatch.setattr(parquet.pq, "write_table", half_write)
     with pytest.raises(OSError, match="disk full"):
         write_parquet_atomic(pa.table({"a": [1, 2]}), destination)
     assert written_to and written_to[0] != destination  # it wrote beside, not onto, the target

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from generators.data.schema import infer_schema
 from generators.errors import ConfigError, DataError
-from generators.schema import infer_schema
-from generators.text import TextSettings, Tokenizer, join_words, read_text, word_tokens
+from generators.text.data import TextSettings, read_text
+from generators.text.tokens import Tokenizer, join_words, word_tokens
 
 POEM = (
     "Shall I compare thee\nto a summer's day?\n\n\nThou art more lovely\n  \nand more temperate.\n"
@@ -152,7 +153,7 @@ def test_text_generator_plumbing_ids_labels_and_errors(tmp_path):
     """Through the hmm (the cheapest text model): identifiers are re-issued, a label with
     missing values is sampled at its real frequencies, and tables a text model cannot
     take get a clear error."""
-    from generators.hmm import HMMGenerator
+    from generators.text.hmm import HMMGenerator
 
     n = 120
     frame = pd.DataFrame(

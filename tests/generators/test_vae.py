@@ -9,10 +9,10 @@ import torch
 
 from generators import make_generator
 from generators.base import DPBudget
-from generators.encoding import TabularEncoder
+from generators.data.schema import infer_schema, normalize_dtypes
 from generators.errors import ConfigError
 from generators.registry import load_generator
-from generators.schema import infer_schema, normalize_dtypes
+from generators.table.encoding import TabularEncoder
 
 
 def test_encoder_round_trips_categories_and_keeps_numeric_ranks(model_frame_shared, model_schema):
@@ -80,7 +80,7 @@ def test_generators_without_dp_refuse_a_budget(model_frame_shared, model_schema)
 
 def test_a_failed_fit_leaves_the_generator_unfitted(model_frame_shared, model_schema, monkeypatch):
     from generators.errors import NotFittedError
-    from generators.vae import TabularVAEGenerator
+    from generators.table.vae import TabularVAEGenerator
 
     def broken(self, data):
         raise RuntimeError("out of memory")

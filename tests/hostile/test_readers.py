@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from generators import tables
+from generators.data import parquet, tables
+from generators.data.schema import infer_schema
+from generators.data.tables import read_table
 from generators.errors import DataError
-from generators.schema import infer_schema
-from generators.tables import read_table
 from tests.hostile.corpus import CASES, LONG_NAME, OFFSETS, gzip_with_huge_field
 
 
@@ -99,7 +99,7 @@ def test_long_and_unicode_names_survive_a_parquet_round_trip(tmp_path) -> None:
     for case in ("1,000-character name", "unicode names"):
         frame, arrow_schema = read_table(str(CASES[case].build(tmp_path)))
         table = infer_schema(frame, arrow_schema=arrow_schema).to_arrow(frame)
-        tables.write_parquet_atomic(table, tmp_path / "out.parquet")
+        parquet.write_parquet_atomic(table, tmp_path / "out.parquet")
         assert pq.read_table(tmp_path / "out.parquet").column_names == list(frame.columns)
     assert LONG_NAME in frame.columns or len(LONG_NAME) == 1000
 

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.schema import Schema, infer_schema
-from generators.tables import read_table, split_holdout
+from generators.data.schema import Schema, infer_schema
+from generators.data.split import split_holdout
+from generators.data.tables import read_table
 from tests.conftest import ADULT_COLUMNS, ADULT_FILE
 from tests.generators.conftest import make_mixed_frame
 

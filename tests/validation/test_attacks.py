@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from generators.data.schema import Schema, infer_schema
+from generators.data.split import split_holdout
 from generators.errors import DataError
-from generators.schema import Schema, infer_schema
-from generators.tables import split_holdout
 from validation.attacks import (
     RiskEstimate,
     SuccessRate,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import validation.distance as distance
-from generators.schema import infer_schema, normalize_dtypes
+from generators.data.schema import infer_schema, normalize_dtypes
 from validation.distance import DistanceEncoder, nearest_neighbors
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from generators.data.schema import infer_schema, normalize_dtypes
 from generators.errors import DataError
-from generators.schema import infer_schema, normalize_dtypes
 from validation.downstream import downstream_report
 
 

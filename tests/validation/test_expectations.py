@@ -23,8 +23,9 @@ import pytest
 from scipy.stats import chi2, spearmanr
 
 from generators import infer_schema, make_generator
-from generators.schema import Schema
-from generators.tables import read_table, split_holdout
+from generators.data.schema import Schema
+from generators.data.split import split_holdout
+from generators.data.tables import read_table
 from tests.conftest import SHARED_DATA
 from tests.generators.conftest import make_mixed_frame
 from tests.validation.conftest import read_adult

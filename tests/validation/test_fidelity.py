@@ -17,8 +17,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from generators import make_generator
-from generators.schema import Schema
-from generators.tables import split_holdout
+from generators.data.schema import Schema
+from generators.data.split import split_holdout
 from validation.expectations import spearman_matrix
 from validation.fidelity import association_matrix, fidelity_report, ml_efficacy
 from validation.privacy import hanley_mcneil_se

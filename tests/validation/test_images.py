@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.images import images_to_frame
-from generators.tables import split_holdout
+from generators.data.split import split_holdout
+from generators.image.data import images_to_frame
 from tests.generators.test_images import digits
 from validation.images import (
     frechet_distance,
@@ -43,7 +43,7 @@ def test_unseen_real_images_pass_and_copies_fail(real):
 
 def test_lightly_noised_copies_are_near_duplicates(real):
     train, holdout, _ = real
-    from generators.images import frame_to_pixels
+    from generators.image.data import frame_to_pixels
 
     pixels = frame_to_pixels(train.head(300)).astype(int)
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.schema import Schema, infer_schema
+from generators.data.schema import Schema, infer_schema
 from validation.plots import write_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from generators import infer_schema, make_generator
+from generators.data.split import split_holdout
+from generators.data.tables import read_table
 from generators.errors import DataError
-from generators.tables import read_table, split_holdout
 from tests.conftest import ADULT_COLUMNS
 from validation.privacy import (
     PrivacyPolicy,

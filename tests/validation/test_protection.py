@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from generators import infer_schema, make_generator
+from generators.data.schema import normalize_dtypes
+from generators.data.split import split_holdout
 from generators.errors import DataError
-from generators.schema import normalize_dtypes
-from generators.tables import split_holdout
 from validation.protection import (
     RARE_PLACEHOLDER,
     SimilarityFilter,

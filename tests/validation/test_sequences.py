@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from generators.schema import infer_schema
-from generators.sequence_hmm import SequenceHMMGenerator
-from generators.sequences import split_entities
+from generators.data.schema import infer_schema
+from generators.sequence.data import split_entities
+from generators.sequence.hmm import SequenceHMMGenerator
 from tests.generators.test_sequences import SETTINGS, make_sequence_frame
 from validation.expectations import build_suite, validate_table
 from validation.privacy import PrivacyPolicy

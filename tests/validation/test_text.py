@@ -173,7 +173,7 @@ def test_fidelity_ranks_real_text_above_scrambled_text(split):
 
 def test_feature_suite_passes_unseen_real_text_and_fails_scrambled_text(split):
     """The features feed the existing expectation machinery unchanged."""
-    from generators.schema import infer_schema
+    from generators.data.schema import infer_schema
     from validation.expectations import build_suite, validate_table
 
     train, holdout = split

@@ -1,0 +1,1 @@
+"""Files and frames: schema, values, readers, holdout split, Parquet, streaming. No torch."""

@@ -1,0 +1,1 @@
+"""The image modality: its table shape, readers, base and generators."""

@@ -1,0 +1,1 @@
+"""Math shared by more than one modality: tensors in, tensors out."""

@@ -1,0 +1,1 @@
+"""What conditional sampling, augmentation and constraints share."""

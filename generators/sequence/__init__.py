@@ -1,0 +1,1 @@
+"""The sequence modality: its table shape, checks, split, base and generators."""

@@ -1,0 +1,1 @@
+"""Table generators and the tabular encoding."""

@@ -1,0 +1,1 @@
+"""The text modality: its table shape, readers, tokens, base and generators."""
