@@ -72,11 +72,11 @@ def build_saved_models(
     `only_missing`, only those that have no fixture yet: a newly registered generator)."""
     import torch
 
-    from generators.images import image_schema, images_to_frame
+    from generators.data.schema import infer_schema
+    from generators.image.data import image_schema, images_to_frame
     from generators.registry import REGISTRY
-    from generators.schema import infer_schema
-    from generators.sequences import sequence_schema
-    from generators.text import read_text
+    from generators.sequence.data import sequence_schema
+    from generators.text.data import read_text
     from tests.generators.conftest import make_mixed_frame
     from tests.generators.test_contract import TINY as TINY_TABLE
     from tests.generators.test_contract_modalities import REGISTRIES, SEQUENCE_SETTINGS

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import betabinom, norm
 
-from generators.schema import Schema
+from generators.data.schema import Schema
 from validation.distance import DistanceEncoder, nearest_neighbors
 
 FPR_LEVELS = (0.01, 0.001)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generators.schema import infer_schema, normalize_dtypes
+from generators.data.schema import infer_schema, normalize_dtypes
 from tests.conftest import read_adult
 from validation.membership import (
     FPR_LEVELS,
