@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from flows.config import load_config  # noqa: E402
 from generators.data.schema import Schema  # noqa: E402
 from generators.data.split import split_holdout  # noqa: E402
-from generators.registry import REGISTRY, make_generator  # noqa: E402
+from generators.registry import TABLE_GENERATORS, make_generator  # noqa: E402
 
 # The project's own tabular generators, and SDV's fastest as the anchor. TVAE and CTGAN at
 # SDV's defaults take 338 s and 2,263 s on a 2-core CPU: ask for them by name.
@@ -248,10 +248,12 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    names = args.generators or [n for n in DEFAULT_GENERATORS if n in REGISTRY]
-    unknown = [n for n in names if n not in REGISTRY]
+    names = args.generators or [n for n in DEFAULT_GENERATORS if n in TABLE_GENERATORS]
+    unknown = [n for n in names if n not in TABLE_GENERATORS]
     if unknown:
-        raise SystemExit(f"unknown generator(s) {unknown}; known: {', '.join(sorted(REGISTRY))}")
+        raise SystemExit(
+            f"unknown generator(s) {unknown}; known: {', '.join(sorted(TABLE_GENERATORS))}"
+        )
     sets = _parse_sets(args.set)
     train, holdout, schema, about = load_split(args.config)
 

@@ -13,7 +13,13 @@ if TYPE_CHECKING:
     from generators.base import Generator, resolve_device, seeded
     from generators.data.schema import Column, Schema, infer_schema
     from generators.errors import ConfigError, DataError, NotFittedError, SynthpipeError
-    from generators.registry import REGISTRY, generator_class, load_generator, make_generator
+    from generators.registry import (
+        REGISTRY,
+        TABLE_GENERATORS,
+        generator_class,
+        load_generator,
+        make_generator,
+    )
 
 _HOMES = {
     "Generator": "generators.base",
@@ -24,6 +30,7 @@ _HOMES = {
     "NotFittedError": "generators.errors",
     "SynthpipeError": "generators.errors",
     "REGISTRY": "generators.registry",
+    "TABLE_GENERATORS": "generators.registry",
     "generator_class": "generators.registry",
     "load_generator": "generators.registry",
     "make_generator": "generators.registry",
@@ -41,6 +48,7 @@ __all__ = [
     "NotFittedError",
     "Schema",
     "SynthpipeError",
+    "TABLE_GENERATORS",
     "generator_class",
     "infer_schema",
     "load_generator",

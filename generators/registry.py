@@ -39,8 +39,7 @@ from generators.text.char_lm import CharLMGenerator
 from generators.text.hmm import HMMGenerator
 from generators.text.lda import LDAGenerator
 
-# Table generators by name.
-REGISTRY: dict[str, type[Generator]] = {
+TABLE_GENERATORS: dict[str, type[Generator]] = {
     cls.name: cls
     for cls in (
         GaussianCopulaGenerator,
@@ -58,6 +57,8 @@ REGISTRY: dict[str, type[Generator]] = {
         DBMGenerator,
     )
 }
+# The old name of TABLE_GENERATORS (table generators only), kept for callers.
+REGISTRY = TABLE_GENERATORS
 
 
 IMAGE_GENERATORS: dict[str, type[Generator]] = {
@@ -79,7 +80,7 @@ SEQUENCE_GENERATORS: dict[str, type[Generator]] = {
     cls.name: cls for cls in (SequenceHMMGenerator, PARGenerator)
 }
 BY_MODALITY: dict[str, dict[str, type[Generator]]] = {
-    "table": REGISTRY,
+    "table": TABLE_GENERATORS,
     "image": IMAGE_GENERATORS,
     "text": TEXT_GENERATORS,
     "sequence": SEQUENCE_GENERATORS,
@@ -104,9 +105,15 @@ def all_generators() -> list[type[Generator]]:
 
 
 def make_generator(
-    name: str, params: dict[str, Any] | None = None, device: str = "auto", modality: str = "table"
+    name: str,
+    params: dict[str, Any] | None = None,
+    device: str = "auto",
+    modality: str = "table",
+    **context: Any,
 ) -> Generator:
-    return generator_class(name, modality)(device=device, **(params or {}))
+    """A new, unfitted generator: `params` are its hyperparameters; `context` is what its
+    modality gives every one of its generators (sequences: `sequence=SequenceSettings`)."""
+    return generator_class(name, modality)(device=device, **context, **(params or {}))
 
 
 def load_generator(path: Path) -> Generator:

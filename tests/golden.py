@@ -43,13 +43,13 @@ def model_cases() -> list[tuple[str, str]]:
     """Every registered (modality, name)."""
     from generators.registry import (
         IMAGE_GENERATORS,
-        REGISTRY,
         SEQUENCE_GENERATORS,
+        TABLE_GENERATORS,
         TEXT_GENERATORS,
     )
 
     registries = {
-        "table": REGISTRY,
+        "table": TABLE_GENERATORS,
         "image": IMAGE_GENERATORS,
         "text": TEXT_GENERATORS,
         "sequence": SEQUENCE_GENERATORS,
@@ -74,7 +74,7 @@ def build_saved_models(
 
     from generators.data.schema import infer_schema
     from generators.image.data import image_schema, images_to_frame
-    from generators.registry import REGISTRY
+    from generators.registry import TABLE_GENERATORS
     from generators.sequence.data import sequence_schema
     from generators.text.data import read_text
     from tests.generators.conftest import make_mixed_frame
@@ -99,7 +99,7 @@ def build_saved_models(
         if (modality, name) in SKIPPED or (only_missing and (root / modality / name).exists()):
             continue
         if modality == "table":
-            generator = REGISTRY[name](device="cpu", **TINY_TABLE[name][0])
+            generator = TABLE_GENERATORS[name](device="cpu", **TINY_TABLE[name][0])
         else:
             registry, tiny = REGISTRIES[modality]
             context = {"sequence": SEQUENCE_SETTINGS} if modality == "sequence" else {}

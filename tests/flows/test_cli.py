@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import EXIT_FAILED, main
-from generators.registry import REGISTRY, all_generators
+from generators.registry import TABLE_GENERATORS, all_generators
 from tests.flows.conftest import PLAIN_CSV, assert_nothing_written
 
 
@@ -26,7 +26,7 @@ def test_generators_lists_every_registered_name_with_its_modality(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     listed = [(line.split()[0], line.split()[1]) for line in lines]
     assert listed == [(cls.name, cls.modality) for cls in all_generators()]
-    assert {name for name, modality in listed if modality == "table"} == set(REGISTRY)
+    assert {name for name, modality in listed if modality == "table"} == set(TABLE_GENERATORS)
 
 
 def _write(path: Path, text: str) -> str:

@@ -16,10 +16,10 @@ import torch
 
 from generators.base import CHECKPOINT_FILE, Generator
 from generators.image.data import image_schema, images_to_frame
-from generators.registry import IMAGE_GENERATORS, REGISTRY
+from generators.registry import IMAGE_GENERATORS, TABLE_GENERATORS
 from tests.generators.test_images import digits
 
-RESUMABLE = sorted(name for name, cls in REGISTRY.items() if cls.resumable)
+RESUMABLE = sorted(name for name, cls in TABLE_GENERATORS.items() if cls.resumable)
 TINY = {
     "vae": {
         "epochs": 6,
@@ -58,7 +58,7 @@ def _crash_after(epochs: int, fit, monkeypatch) -> None:
 
 
 def _fit(name, frame, schema, checkpoint_dir=None):
-    generator = REGISTRY[name](device="cpu", **TINY[name])
+    generator = TABLE_GENERATORS[name](device="cpu", **TINY[name])
     return generator.fit(frame, schema, seed=SEED, checkpoint_dir=checkpoint_dir)
 
 
@@ -122,7 +122,7 @@ _KILLED_FIT = textwrap.dedent(
     import time
     import torch
     from generators.base import Generator
-    from generators.registry import REGISTRY
+    from generators.registry import TABLE_GENERATORS
     from tests.generators.test_checkpoints import KILLED_EPOCHS, SEED, TINY, mixed_model_table
 
     torch.set_num_threads(1)
@@ -136,7 +136,8 @@ _KILLED_FIT = textwrap.dedent(
     name, folder = sys.argv[1], sys.argv[2]
     frame, schema = mixed_model_table()
     params = {**TINY[name], "epochs": KILLED_EPOCHS}
-    REGISTRY[name](device="cpu", **params).fit(frame, schema, seed=SEED, checkpoint_dir=folder)
+    generator = TABLE_GENERATORS[name](device="cpu", **params)
+    generator.fit(frame, schema, seed=SEED, checkpoint_dir=folder)
     """
 )
 
@@ -171,10 +172,10 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(name, tmp_path) -> None:
     # The same settings as the killed run: a checkpoint only resumes the fit it came from.
     frame, schema = mixed_model_table()
     params = {**TINY[name], "epochs": KILLED_EPOCHS}
-    resumed = REGISTRY[name](device="cpu", **params).fit(
+    resumed = TABLE_GENERATORS[name](device="cpu", **params).fit(
         frame, schema, seed=SEED, checkpoint_dir=tmp_path
     )
-    fresh = REGISTRY[name](device="cpu", **params).fit(frame, schema, seed=SEED)
+    fresh = TABLE_GENERATORS[name](device="cpu", **params).fit(frame, schema, seed=SEED)
     assert resumed.resumed_from_ == done
     assert len(resumed.losses_) == KILLED_EPOCHS
     assert resumed.losses_ == fresh.losses_

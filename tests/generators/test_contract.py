@@ -19,7 +19,7 @@ import torch
 from generators.base import Generator, seeded
 from generators.data.schema import Schema, infer_schema
 from generators.errors import DataError, NotFittedError
-from generators.registry import REGISTRY, load_generator
+from generators.registry import TABLE_GENERATORS, load_generator
 
 _GAN = {
     "epochs": 2,
@@ -88,14 +88,14 @@ TINY: dict[str, tuple[dict[str, Any], str]] = {
     "dbn": ({**_BOLTZMANN, "hidden_sizes": (16, 8)}, "support"),
     "dbm": ({**_BOLTZMANN, "hidden_sizes": (16, 8), "pretrain_epochs": 2}, "support"),
 }
-NAMES = sorted(REGISTRY)
+NAMES = sorted(TABLE_GENERATORS)
 FIT_SEED = 3
 
 
 def make(name: str) -> Generator:
     if name not in TINY:
         pytest.fail(f"generator '{name}' is registered but has no entry in TINY; add one")
-    return REGISTRY[name](device="cpu", **TINY[name][0])
+    return TABLE_GENERATORS[name](device="cpu", **TINY[name][0])
 
 
 @dataclass
@@ -115,7 +115,7 @@ def fitted(request, model_frame_shared: pd.DataFrame, model_schema: Schema) -> F
 
 
 def test_every_registered_generator_has_tiny_params() -> None:
-    assert sorted(TINY) == NAMES, "keep TINY in step with generators.registry.REGISTRY"
+    assert sorted(TINY) == NAMES, "keep TINY in step with generators.registry.TABLE_GENERATORS"
 
 
 @pytest.mark.parametrize("name", NAMES)

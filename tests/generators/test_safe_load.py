@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from generators.errors import DataError
-from generators.registry import REGISTRY, load_generator
+from generators.registry import TABLE_GENERATORS, load_generator
 from tests.generators.test_contract import make
 
-SAFE_NAMES = sorted(name for name, cls in REGISTRY.items() if not cls.unpickles_on_load)
+SAFE_NAMES = sorted(name for name, cls in TABLE_GENERATORS.items() if not cls.unpickles_on_load)
 
 
 class _RunsCode:
@@ -68,7 +68,7 @@ def test_swapped_model_files_are_refused_without_running_code(
 
 def test_sdv_adapters_are_the_only_generators_that_unpickle() -> None:
     # Documented in SECURITY.md: load SDV models only from a store you trust.
-    assert {name for name, cls in REGISTRY.items() if cls.unpickles_on_load} == {
+    assert {name for name, cls in TABLE_GENERATORS.items() if cls.unpickles_on_load} == {
         "gaussian_copula",
         "ctgan",
         "tvae",

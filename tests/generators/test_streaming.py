@@ -26,7 +26,7 @@ from generators.data.schema import Schema, infer_schema
 from generators.data.streaming import Holdout, ParquetSource, cast_to_schema, row_uniforms
 from generators.data.tables import read_table
 from generators.errors import ConfigError, DataError
-from generators.registry import REGISTRY, all_generators
+from generators.registry import TABLE_GENERATORS, all_generators
 from generators.table.batches import minibatches
 from tests.generators.conftest import make_mixed_frame
 
@@ -415,7 +415,7 @@ def test_a_value_the_schemas_integer_dtype_cannot_hold_is_a_data_error(tmp_path)
 TABLE_ROWS = 2_400
 SAMPLE_ROWS = 1_000  # the encoder's sample, under half the table
 CHUNK_ROWS = 300
-STREAMING = sorted(name for name, cls in REGISTRY.items() if cls.supports_streaming)
+STREAMING = sorted(name for name, cls in TABLE_GENERATORS.items() if cls.supports_streaming)
 # Small networks; epochs enough to learn the marginals (see test_marginals_follow_the_data).
 PARAMS = {
     "vae": {"epochs": 30, "batch_size": 100, "latent_dim": 8, "hidden_dims": (64,)},
@@ -471,7 +471,7 @@ def mixed_parquet(tmp_path_factory) -> tuple[Path, pd.DataFrame, Schema]:
 
 
 def _fit(name: str, path: Path, schema: Schema, seed: int = 1, **params) -> Generator:
-    generator = REGISTRY[name](device="cpu", **{**PARAMS[name], **params})
+    generator = TABLE_GENERATORS[name](device="cpu", **{**PARAMS[name], **params})
     return generator.fit_stream(
         ParquetSource(path), schema, seed=seed, sample_rows=SAMPLE_ROWS, chunk_rows=CHUNK_ROWS
     )
@@ -481,7 +481,7 @@ def _fit(name: str, path: Path, schema: Schema, seed: int = 1, **params) -> Gene
 def streamed(request, mixed_parquet) -> tuple[str, Generator, _Recording]:
     path, _, schema = mixed_parquet
     source = _recording(path)
-    generator = REGISTRY[request.param](device="cpu", **PARAMS[request.param])
+    generator = TABLE_GENERATORS[request.param](device="cpu", **PARAMS[request.param])
     generator.fit_stream(source, schema, seed=1, sample_rows=SAMPLE_ROWS, chunk_rows=CHUNK_ROWS)
     return request.param, generator, source
 
@@ -540,7 +540,7 @@ def test_a_streamed_fit_is_deterministic_for_a_seed(name, mixed_parquet) -> None
     assert other.losses_ != first.losses_
 
 
-@pytest.mark.parametrize("name", sorted(n for n in STREAMING if REGISTRY[n].resumable))
+@pytest.mark.parametrize("name", sorted(n for n in STREAMING if TABLE_GENERATORS[n].resumable))
 def test_a_crashed_streamed_fit_resumes_to_the_same_model(
     name, mixed_parquet, tmp_path, monkeypatch
 ) -> None:
@@ -554,7 +554,7 @@ def test_a_crashed_streamed_fit_resumes_to_the_same_model(
         if epoch == 2:
             raise _Crash
 
-    generator = REGISTRY[name](device="cpu", **{**PARAMS[name], **settings})
+    generator = TABLE_GENERATORS[name](device="cpu", **{**PARAMS[name], **settings})
     monkeypatch.setattr(Generator, "_save_checkpoint", crash_after_second)
     with pytest.raises(_Crash):
         generator.fit_stream(
@@ -566,7 +566,7 @@ def test_a_crashed_streamed_fit_resumes_to_the_same_model(
             chunk_rows=CHUNK_ROWS,
         )
     monkeypatch.setattr(Generator, "_save_checkpoint", original)
-    resumed = REGISTRY[name](device="cpu", **{**PARAMS[name], **settings}).fit_stream(
+    resumed = TABLE_GENERATORS[name](device="cpu", **{**PARAMS[name], **settings}).fit_stream(
         ParquetSource(path),
         schema,
         seed=1,
@@ -598,7 +598,7 @@ def test_streamed_and_in_memory_fits_train_on_cuda(name, mixed_parquet) -> None:
     tables there) samples the schema and follows the marginals as on the CPU; the in-memory
     fit, whose loops the streamed one shares, still trains there too."""
     path, frame, schema = mixed_parquet
-    generator = REGISTRY[name](device="cuda", **PARAMS[name])
+    generator = TABLE_GENERATORS[name](device="cuda", **PARAMS[name])
     generator.fit_stream(
         ParquetSource(path), schema, seed=1, sample_rows=SAMPLE_ROWS, chunk_rows=CHUNK_ROWS
     )
@@ -610,7 +610,7 @@ def test_streamed_and_in_memory_fits_train_on_cuda(name, mixed_parquet) -> None:
         noise = p * (1 - p) * (2 / SAMPLE_ROWS + 1 / len(sample))
         share = fake.value_counts(normalize=True).get(level, 0.0)
         assert abs(share - p) <= 4 * math.sqrt(noise) + SHARE_SLACK[name], (name, level)
-    in_memory = REGISTRY[name](device="cuda", **{**PARAMS[name], "epochs": 2})
+    in_memory = TABLE_GENERATORS[name](device="cuda", **{**PARAMS[name], "epochs": 2})
     in_memory.fit(frame, schema, seed=1)
     assert len(in_memory.sample(100, seed=1)) == 100
 
@@ -660,7 +660,9 @@ def test_a_gan_step_never_takes_its_real_rows_from_a_short_chunk(mixed_parquet, 
             super().__init__(matrix, layout)
 
     monkeypatch.setattr(gan_module, "_RowsByCondition", Recording)
-    generator = REGISTRY["gan"](device="cpu", **{**PARAMS["gan"], "epochs": 1, "batch_size": 400})
+    generator = TABLE_GENERATORS["gan"](
+        device="cpu", **{**PARAMS["gan"], "epochs": 1, "batch_size": 400}
+    )
     generator.fit_stream(ParquetSource(path), schema, seed=1, sample_rows=500, chunk_rows=350)
     assert sizes and min(sizes) >= 400, sizes
     assert max(sizes) <= 2 * 350  # never more than two chunks held
