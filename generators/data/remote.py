@@ -34,6 +34,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import known_implementations, registry
 
+from generators.data.secrets import find_credentials, redact
 from generators.errors import ConfigError, DataError, SynthpipeError
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -62,7 +63,8 @@ def local_path(path: str) -> str:
 
 def check_url(url: str, key: str) -> None:
     """Refuse, without importing anything, a URL whose protocol fsspec does not know, or
-    that holds a password (the config is logged: MLflow params, config.yaml)."""
+    that holds a credential in any form: user info, a token query parameter (the config
+    is logged: MLflow params, config.yaml, Prefect's parameters; see data/secrets.py)."""
     for part in url.split("::"):
         match = _URL.match(part)
         protocol = match.group(1).lower() if match else None
@@ -72,15 +74,26 @@ def check_url(url: str, key: str) -> None:
             and protocol not in registry
         ):
             raise ConfigError(
-                f"{key}: unknown protocol '{protocol}://' in {url!r}; give a local path or an "
-                "fsspec URL such as s3://bucket/key, gs://…, az://…, file:///path"
+                f"{key}: unknown protocol '{protocol}://' in {redact(url)!r}; give a local path "
+                "or an fsspec URL such as s3://bucket/key, gs://…, az://…, file:///path"
             )
-        if match and urlsplit(part).password:
+        held = credential_in(part) if match else None
+        if held:
             raise ConfigError(
-                f"{key}: the URL holds a password, which would be logged; remove it and "
+                f"{key}: the URL holds {held}, which would be logged; remove it and "
                 f"give {protocol}'s credentials the usual way (environment variables or "
                 "its config files)"
             )
+
+
+def credential_in(url: str) -> str | None:
+    """ "a password" or what else `url` carries (data/secrets.py), or None."""
+    try:
+        if urlsplit(url).password:
+            return "a password"
+    except ValueError:
+        pass
+    return find_credentials(url)
 
 
 def filesystem(url: str, key: str):
@@ -294,5 +307,5 @@ def join_url(url: str, *parts: str) -> str:
 def _named(error: BaseException) -> str:
     """The error's type and the first line of its message: one line whatever it holds."""
     lines = str(error).strip().splitlines()
-    detail = " ".join(" ".join(lines[:1]).split())[:300]
+    detail = redact(" ".join(" ".join(lines[:1]).split())[:300])
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__

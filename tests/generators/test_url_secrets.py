@@ -57,3 +57,27 @@ def test_redact_masks_the_secret_inside_any_text(url, named):
     assert masked.startswith("error: cannot reach ") and "connection refused" in masked
     host = url.split("::")[-1].split("://", 1)[1].split("@")[-1].split("/")[0].split("?")[0]
     assert host in masked
+
+
+# data.path and output.dir take fsspec URLs; a database URL is another key's.
+FSSPEC_CARRIERS = [(url, named) for url, named in CARRIERS if not url.startswith("postgresql")]
+
+
+@pytest.mark.parametrize(("url", "named"), FSSPEC_CARRIERS)
+def test_data_and_output_urls_with_any_credential_are_refused_before_use(url, named):
+    from generators.data.remote import check_url
+    from generators.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        check_url(url, "data.path")
+    message = str(caught.value)
+    assert message.startswith("data.path: the URL holds") and SECRET not in message
+
+
+def test_an_unknown_protocol_message_does_not_repeat_a_secret():
+    from generators.data.remote import check_url
+    from generators.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown protocol") as caught:
+        check_url(f"nosuchfs://{SECRET}@host/x", "output.dir")
+    assert SECRET not in str(caught.value)
