@@ -40,6 +40,21 @@ ID_MIN_ROWS = 20
 DATETIME_MIN_PARSED_SHARE = 0.95
 _ID_NAME_HINTS = ("id", "uuid", "guid", "key")
 _TIME_OF_DAY = r"\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([AaPp][Mm])?\s*"
+# A time of day followed by a UTC offset (Z, +05:30, -0800, +01) at the end of a value.
+_WITH_OFFSET = r".*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)"
+# Spellings of a declared boolean column's values (compared lower-cased, stripped).
+BOOLEAN_WORDS = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+    "y": True,
+    "n": False,
+    "t": True,
+    "f": False,
+}
 
 
 @dataclass(frozen=True)
@@ -188,8 +203,7 @@ def _conform_column(values: pd.Series, column: Column) -> pd.Series:
         return pd.Series(pd.array(numbers, dtype="Float64")).astype(column.dtype)
     if column.kind == "boolean":
         if not pd.api.types.is_bool_dtype(values.dtype):  # e.g. "True"/"False" labels
-            text = values.astype("string").str.lower()
-            values = text.map({"true": True, "false": False, "1": True, "0": False})
+            values = values.astype("string").str.strip().str.lower().map(BOOLEAN_WORDS)
         return values.astype("boolean")
     if column.kind == "datetime":
         parsed = _align_timezone(pd.to_datetime(values, errors="coerce"), column.dtype)
@@ -325,10 +339,55 @@ def parse_datetime_strings(frame: pd.DataFrame) -> pd.DataFrame:
         parsed = _to_datetime(probe)
         if parsed is None or parsed.notna().mean() < DATETIME_MIN_PARSED_SHARE:
             continue
+        _check_one_offset_style(name, present.astype(str).str.strip())
         full = _to_datetime(values.astype(object).where(values.notna(), None))
         # Convert only when every present value parses: never turn data into missing values.
         if full is not None and full.notna().sum() == len(present):
             out[name] = full
+    return out
+
+
+def _check_one_offset_style(name: str, text: pd.Series) -> None:
+    """Refuse a column where some times carry a UTC offset and others do not: pandas reads
+    the naive ones with the last offset it saw, so 09:00 would silently become 03:30 UTC."""
+    with_offset = text.str.fullmatch(_WITH_OFFSET)
+    if with_offset.any() and not with_offset.all():
+        aware, naive = text[with_offset].iloc[0], text[~with_offset].iloc[0]
+        raise DataError(
+            f"column '{name}' mixes times with a UTC offset ({aware[:40]!r}, "
+            f"{int(with_offset.sum())} values) and without one ({naive[:40]!r}, "
+            f"{int((~with_offset).sum())} values), whose zone would be guessed; give every "
+            "value an offset (or none), or list the column under data.drop"
+        )
+
+
+def apply_declared_kinds(frame: pd.DataFrame, kinds: dict[str, Kind]) -> pd.DataFrame:
+    """`frame` with its text columns declared `boolean` (data.schema) read as booleans:
+    true/false, yes/no, y/n, t/f, 1/0 in any case. Any other value is a DataError naming
+    the column and the values (never read as missing). Other columns are returned as they are.
+    """
+    out = frame
+    for name, kind in kinds.items():
+        if kind != "boolean" or name not in frame.columns:
+            continue
+        values = frame[name]
+        if pd.api.types.is_bool_dtype(values.dtype):
+            continue
+        present = values.dropna()
+        words = present.astype(str).str.strip().str.lower()
+        unknown = present[~words.isin(list(BOOLEAN_WORDS))]
+        if len(unknown):
+            found = [str(v)[:20] for v in unknown.unique()[:4]]
+            raise DataError(
+                f"column '{name}' is declared boolean but holds values such as {found} "
+                f"({len(unknown)} of {len(present)}); booleans are one of "
+                "true/false, yes/no, y/n, t/f, 1/0: fix the values, add them to "
+                f"data.na_values, or declare data.schema.{name} categorical"
+            )
+        parsed = values.astype("string").str.strip().str.lower().map(BOOLEAN_WORDS)
+        if out is frame:
+            out = frame.copy()
+        out[name] = parsed.astype("boolean")
     return out
 
 
@@ -438,6 +497,8 @@ def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
         categories = tuple(sorted(present.astype(str).unique()))
         return Column(name, kind, str(values.dtype), categories=categories)
     if kind == "boolean":
+        if not pd.api.types.is_bool_dtype(values.dtype):
+            apply_declared_kinds(values.to_frame(name), {name: "boolean"})  # refuses misfits
         return Column(name, kind, "boolean")
     if kind == "id" and not (
         pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)

@@ -359,3 +359,24 @@ def test_schema_round_trip_keeps_narrow_arrow_types(tmp_path) -> None:
     assert loaded == schema
     assert loaded.arrow_schema.field("n").type == pa.int32()
     assert loaded.arrow_schema.field("t").type == pa.timestamp("ms")
+
+
+# -- declared kinds whose values do not fit (issue 21: a boolean of yes/no published null) --
+
+
+def test_a_declared_boolean_reads_yes_no_spellings_as_booleans():
+    from generators.data.schema import apply_declared_kinds
+
+    values = ["yes", "No", " Y", "n", "TRUE", "f", None]
+    frame = pd.DataFrame({"churned": pd.array(values, "string")})
+    out = apply_declared_kinds(frame, {"churned": "boolean"})
+    assert out["churned"].dtype == "boolean"
+    assert out["churned"].tolist() == [True, False, True, False, True, False, pd.NA]
+    assert infer_schema(out, {"churned": "boolean"})["churned"].kind == "boolean"
+    assert frame["churned"].dtype == "string"  # the input is not modified
+
+
+def test_a_declared_boolean_with_other_values_is_refused_naming_them():
+    frame = pd.DataFrame({"churned": pd.array(["yes", "no", "maybe", "yes"], "string")})
+    with pytest.raises(DataError, match=r"column 'churned' is declared boolean.*'maybe'.*1 of 4"):
+        infer_schema(frame, {"churned": "boolean"})

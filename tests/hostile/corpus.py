@@ -192,6 +192,25 @@ CASES: dict[str, Case] = {
         shape=(ROWS, 2),
         kinds={"t": "datetime"},
     ),
+    # pandas would read the naive values with the last offset it saw (09:00 -> 03:30 UTC).
+    "naive times mixed with offset ones": Case(
+        _text(
+            "naive_mixed.csv",
+            "t,n\n"
+            + _rows(
+                lambda i: ("2024-03-01T09:00:00+05:30" if i < 2 else "2024-03-02 09:00") + f",{i}\n"
+            ),
+        ),
+        error=("column 't' mixes times with a UTC offset", "2 values", "18 values"),
+    ),
+    "dates mixed with offset times": Case(
+        _text(
+            "date_and_offset.csv",
+            "t,n\n"
+            + _rows(lambda i: ("2024-03-01T09:00:00Z" if i % 2 else "2024-03-02") + f",{i}\n"),
+        ),
+        error=("column 't' mixes times with a UTC offset",),
+    ),
     "stray quote inside a field": Case(
         _text("stray.csv", "a,b\n" + _rows(lambda i: f'{i},5" disk {i % 3}\n')),
         shape=(ROWS, 2),
