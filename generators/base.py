@@ -491,10 +491,28 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+# Fresh integer ids need room above the largest real one: this many (a run never samples
+# more rows in one call), or a 1/1024 of a narrow dtype's range.
+FRESH_ID_ROOM = 2**40
+
+
 def first_fresh_id(values: pd.Series) -> int:
-    """Fresh integer ids start past the largest real one, so no real id is ever re-issued."""
+    """Fresh integer ids start past the largest real one, so no real id is ever re-issued.
+
+    An integer id column whose largest value leaves no room for fresh ids in its dtype
+    (e.g. 2**63 - 1 in int64) is a DataError here, before training, not an overflow after.
+    """
     if pd.api.types.is_numeric_dtype(values.dtype) and values.notna().any():
-        return int(values.max()) + 1
+        largest = int(values.max())
+        if pd.api.types.is_integer_dtype(values.dtype):
+            top = int(np.iinfo(getattr(values.dtype, "numpy_dtype", values.dtype)).max)
+            if largest > top - min(FRESH_ID_ROOM, (top + 1) // 1024):
+                raise DataError(
+                    f"column '{values.name}': identifier {largest} leaves no room for fresh "
+                    f"ids below the {values.dtype} maximum {top}; declare "
+                    f"data.schema.{values.name} categorical, or list it under data.drop"
+                )
+        return largest + 1
     return 0
 
 

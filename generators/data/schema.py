@@ -38,6 +38,8 @@ TEXT_MIN_MEAN_CHARS = 40
 ID_MIN_ROWS = 20
 # A string column is parsed as datetimes when this share of its non-null values parse.
 DATETIME_MIN_PARSED_SHARE = 0.95
+# Integers a float64 holds exactly: a numeric column beyond it is refused (see _describe).
+MAX_EXACT_INTEGER = 2**53
 _ID_NAME_HINTS = ("id", "uuid", "guid", "key")
 _TIME_OF_DAY = r"\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([AaPp][Mm])?\s*"
 # A time of day followed by a UTC offset (Z, +05:30, -0800, +01) at the end of a value.
@@ -481,6 +483,15 @@ def _describe(name: str, kind: Kind, values: pd.Series) -> Column:
                 f"column '{name}' is declared numeric but holds {values.dtype} values "
                 f"such as {present.iloc[:3].tolist()}; fix data.schema.{name}"
             )
+        if pd.api.types.is_integer_dtype(values.dtype) and len(present):
+            widest = max(abs(int(present.min())), abs(int(present.max())))
+            if widest > MAX_EXACT_INTEGER:
+                raise DataError(
+                    f"column '{name}' holds integers up to {widest}, beyond 2**53, which "
+                    "the generators' floating-point arithmetic cannot carry exactly (the "
+                    "largest would come back wrong); declare data.schema."
+                    f"{name} id or categorical, or list it under data.drop"
+                )
         low, high = (float(present.min()), float(present.max())) if len(present) else (None, None)
         return Column(name, kind, str(values.dtype), low, high)
     if kind == "datetime":

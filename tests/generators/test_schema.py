@@ -380,3 +380,25 @@ def test_a_declared_boolean_with_other_values_is_refused_naming_them():
     frame = pd.DataFrame({"churned": pd.array(["yes", "no", "maybe", "yes"], "string")})
     with pytest.raises(DataError, match=r"column 'churned' is declared boolean.*'maybe'.*1 of 4"):
         infer_schema(frame, {"churned": "boolean"})
+
+
+def test_integers_beyond_float_precision_are_refused_before_training():
+    # 2**63 - 1 through float64 came back as the column's minimum (a wrap-round).
+    frame = pd.DataFrame({"amount": pd.array([1, 2**63 - 1, 5], dtype="Int64")})
+    with pytest.raises(
+        DataError, match=r"column 'amount' holds integers up to 9223372036854775807"
+    ):
+        infer_schema(frame)
+    ok = pd.DataFrame({"amount": pd.array([1, 2**53, -(2**53)], dtype="Int64")})
+    assert infer_schema(ok)["amount"].kind == "numeric"
+    assert infer_schema(frame, {"amount": "id"})["amount"].kind == "id"
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "UInt64", "Int32", "int64"])
+def test_an_id_at_its_dtype_maximum_is_refused_before_training(dtype):
+    from generators.base import first_fresh_id
+
+    top = int(np.iinfo(dtype.lower()).max)
+    with pytest.raises(DataError, match=r"column 'id': identifier .* leaves no room"):
+        first_fresh_id(pd.Series(pd.array([1, top], dtype=dtype), name="id"))
+    assert first_fresh_id(pd.Series(pd.array([1, 2**20], dtype=dtype), name="id")) == 2**20 + 1
