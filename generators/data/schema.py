@@ -42,6 +42,8 @@ DATETIME_MIN_PARSED_SHARE = 0.95
 MAX_EXACT_INTEGER = 2**53
 _ID_NAME_HINTS = ("id", "uuid", "guid", "key")
 _TIME_OF_DAY = r"\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([AaPp][Mm])?\s*"
+# What a date looks like, valid or not: 2021-02-30, 0000-00-00, 31/12/1999 (+ a time).
+_DATE_SHAPE = r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 # A time of day followed by a UTC offset (Z, +05:30, -0800, +01) at the end of a value.
 _WITH_OFFSET = r".*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)"
 # Spellings of a declared boolean column's values (compared lower-cased, stripped).
@@ -340,13 +342,60 @@ def parse_datetime_strings(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         parsed = _to_datetime(probe)
         if parsed is None or parsed.notna().mean() < DATETIME_MIN_PARSED_SHARE:
+            # Dates but for some that have a date's shape and are no dates (0000-00-00,
+            # 2021-02-30): kept as text they would be synthesised as categories.
+            shaped = probe.str.strip().str.fullmatch(_DATE_SHAPE).to_numpy()
+            valid = _loose_dates(probe).notna().to_numpy()
+            invalid = shaped & ~valid
+            if invalid.any() and (valid | shaped).mean() >= DATETIME_MIN_PARSED_SHARE:
+                bad = probe[invalid]
+                raise DataError(
+                    f"column '{name}' holds dates but some values are not valid dates (e.g. "
+                    f"{[v[:30] for v in bad.unique()[:3]]}); fix them, add them to "
+                    "data.na_values to read them as missing, or list the column under data.drop"
+                )
+        if parsed is None or parsed.notna().mean() < DATETIME_MIN_PARSED_SHARE:
             continue
         _check_one_offset_style(name, present.astype(str).str.strip())
         full = _to_datetime(values.astype(object).where(values.notna(), None))
         # Convert only when every present value parses: never turn data into missing values.
         if full is not None and full.notna().sum() == len(present):
             out[name] = full
+        elif full is not None:  # dates but for a few: say which, rather than keep it as text
+            bad = present[full[present.index].isna()].astype(str)
+            raise DataError(
+                f"column '{name}' holds dates but {len(bad)} of {len(present)} values are not "
+                f"valid dates (e.g. {[v[:30] for v in bad.unique()[:3]]}); fix them, add them "
+                "to data.na_values to read them as missing, or list the column under data.drop"
+            )
     return out
+
+
+_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+
+
+def check_number_strings(frame: pd.DataFrame) -> None:
+    """Refuse a text column whose every value is written as a number, but which pandas could
+    not read as numbers: some overflow float64 (1e309) or int64 (20-digit integers). Kept as
+    text, it would be synthesised as categories with nothing said."""
+    for name in frame.columns:
+        values = frame[name]
+        if not pd.api.types.is_string_dtype(values.dtype):
+            continue
+        present = values.dropna().astype(str).str.strip()
+        if present.empty or not present.iloc[:1000].str.fullmatch(_NUMBER).all():
+            continue
+        if not present.str.fullmatch(_NUMBER).all():
+            continue
+        with np.errstate(over="ignore"):
+            numbers = present.astype(float)
+        huge = present[~np.isfinite(numbers) | (numbers.abs() > 2.0**63)]
+        if len(huge):
+            raise DataError(
+                f"column '{name}' holds numbers too large for 64-bit numbers (e.g. "
+                f"{[v[:30] for v in huge.unique()[:3]]}); fix them, add them to "
+                "data.na_values to read them as missing, or list the column under data.drop"
+            )
 
 
 def _check_one_offset_style(name: str, text: pd.Series) -> None:
@@ -391,6 +440,16 @@ def apply_declared_kinds(frame: pd.DataFrame, kinds: dict[str, Kind]) -> pd.Data
             out = frame.copy()
         out[name] = parsed.astype("boolean")
     return out
+
+
+def _loose_dates(values: pd.Series) -> pd.Series:
+    """Each value parsed on its own (NaT where it is no date): for messages, not for data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+        except (ValueError, TypeError, OverflowError):
+            return pd.Series(pd.NaT, index=values.index)
 
 
 def _to_datetime(values: pd.Series) -> pd.Series | None:

@@ -22,7 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from generators.data.remote import is_url, local_copy
-from generators.data.schema import normalize_dtypes, parse_datetime_strings, parse_number_strings
+from generators.data.schema import (
+    check_number_strings,
+    normalize_dtypes,
+    parse_datetime_strings,
+    parse_number_strings,
+)
 from generators.errors import DataError
 
 MIN_ROWS = 10  # below this no meaningful holdout can be split off
@@ -214,6 +219,7 @@ def read_table(
         frame = normalize_dtypes(frame)
         _check_text_values(frame)
         frame = normalize_dtypes(parse_number_strings(parse_datetime_strings(frame)))
+        check_number_strings(frame)
     except DataError as error:
         raise DataError(f"{source}: {error}") from None
     check_finite(frame, source)

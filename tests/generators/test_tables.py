@@ -449,13 +449,17 @@ def test_identifier_names_in_any_case_style(name) -> None:
     assert infer_schema(frame)[name].kind == "id"
 
 
-def test_times_of_day_stay_text_and_dates_convert_only_when_all_parse(tmp_path) -> None:
+def test_times_of_day_stay_text_and_dates_with_a_stray_value_are_refused(tmp_path) -> None:
     path = tmp_path / "times.csv"
     rows = [f"{h % 24:02d}:15,2020-01-{1 + h % 28:02d}" for h in range(40)]
     rows[5] = "07:15,not a date"
     path.write_text("at,day\n" + "\n".join(rows) + "\n")
-    frame, arrow_schema = read_table(str(path))
-    # "07:15" would otherwise be dated to the day of the run; "not a date" would become NaT.
+    # "not a date" would become NaT, or (as it was) the column silently categories: refused,
+    # naming the column and the value.
+    with pytest.raises(DataError, match=r"column 'day' holds dates but 1 of 40.*'not a date'"):
+        read_table(str(path))
+    frame, _ = read_table(str(path), na_values=["not a date"])
+    # "07:15" would otherwise be dated to the day of the run.
     assert pd.api.types.is_string_dtype(frame["at"].dtype)
-    assert pd.api.types.is_string_dtype(frame["day"].dtype)
-    assert frame["day"].iloc[5] == "not a date"
+    assert pd.api.types.is_datetime64_any_dtype(frame["day"].dtype)
+    assert frame["day"].isna().sum() == 1

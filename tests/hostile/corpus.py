@@ -211,6 +211,24 @@ CASES: dict[str, Case] = {
         ),
         error=("column 't' mixes times with a UTC offset",),
     ),
+    # Kept as text, these were synthesised as categories, with nothing said.
+    "a number beyond float64": Case(
+        _text(
+            "overflow.csv",
+            "a,b\n" + _rows(lambda i: ("1e309" if i == 3 else f"{i}.5") + f",{i % 3}\n"),
+        ),
+        error=("column 'a' holds numbers too large", "1e309"),
+    ),
+    "a few impossible dates": Case(
+        _text(
+            "zero_dates.csv",
+            "d,n\n"
+            + _rows(
+                lambda i: ("0000-00-00" if i in (4, 9) else f"2021-03-{i + 1:02d}") + f",{i}\n"
+            ),
+        ),
+        error=("column 'd' holds dates but some values are not valid dates", "0000-00-00"),
+    ),
     "stray quote inside a field": Case(
         _text("stray.csv", "a,b\n" + _rows(lambda i: f'{i},5" disk {i % 3}\n')),
         shape=(ROWS, 2),
