@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import flows  # noqa: F401  (sets the embedded, offline defaults before Prefect/MLflow load)
+from flows.health import probe
 from generators.errors import SynthpipeError
 
 EXIT_FAILED, EXIT_QUARANTINED = 1, 3
@@ -200,20 +201,21 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem, args.json, generator=config.generator.name)
 
-    from flows.synthesize import RunResult, synthesize
+    from flows.result import outcome_of
+    from flows.synthesize import synthesize
 
-    state = synthesize(config, return_state=True)
+    outcome = outcome_of(synthesize(config, return_state=True))
     # Prefect logs the ephemeral server's shutdown at exit; the run's own verdict (or its
     # error line) must stay the last thing printed.
     logging.getLogger("prefect").setLevel(logging.WARNING)
-    if not state.is_completed():
-        error = state.result(raise_on_failure=False)
-        if isinstance(error, RunResult):  # quarantined: finished, but not published
-            _print_summary(error)
-            print(f"quarantined: {state.message}", file=sys.stderr)
-            if args.json:
-                print(json.dumps(error.to_dict()))
-            return EXIT_QUARANTINED
+    if outcome.quarantined:  # finished, but not published
+        _print_summary(outcome.value)
+        print(f"quarantined: {outcome.message}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(outcome.value.to_dict()))
+        return EXIT_QUARANTINED
+    if not outcome.completed:
+        error = outcome.value
         if isinstance(error, BaseException) and not isinstance(error, SynthpipeError):
             if args.json:  # a bug: still end with the status line, then keep its traceback
                 _fail(f"internal error: {error!r}", True, config.generator.name)
@@ -221,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(
             error, args.json, generator=config.generator.name, modality=config.data.modality
         )
-    result = state.result()
+    result = outcome.value
     _print_summary(result)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -231,21 +233,12 @@ def _run(args: argparse.Namespace) -> int:
 def _prefect_api_problem(attempts: int = 3) -> str | None:
     """When PREFECT_API_URL names a server, check it answers before any work starts (with
     backoff: 1 s, 2 s); unset, runs use Prefect's embedded server and need no check."""
-    import time
-    import urllib.request
-
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         return None
-    problem = ""
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5):
-                return None
-        except (OSError, ValueError) as error:
-            problem = " ".join(str(error).split())[:160]
+    problem = probe(url.rstrip("/") + "/health", attempts, timeout_s=5)
+    if problem is None:
+        return None
     return (
         f"PREFECT_API_URL: cannot reach the Prefect server at {url} after {attempts} tries "
         f"({problem}); start it (prefect server start), or unset PREFECT_API_URL to run on "

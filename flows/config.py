@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -27,18 +27,16 @@ from pydantic import (
     model_validator,
 )
 
-from flows.deploy import ScheduleConfig
 from generators.base import validate_params
 from generators.conditions import AugmentConfig, Condition, SampleConditions, parse_conditions
 from generators.constraints import Constraint
-from generators.errors import ConfigError, DataError
-from generators.images import ImageSettings, image_schema, read_images
+from generators.errors import ConfigError
+from generators.images import ImageSettings
 from generators.registry import all_generators, generator_class
 from generators.remote import check_url, is_remote, is_url
-from generators.schema import Kind, Schema, infer_schema
-from generators.sequences import SequenceSettings, check_sequences, sequence_schema
-from generators.tables import read_table
-from generators.text import TEXT_COLUMN, TextSettings, read_text
+from generators.schema import Kind
+from generators.sequences import SequenceSettings
+from generators.text import TextSettings
 from validation.privacy import PrivacyPolicy
 
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
@@ -113,51 +111,41 @@ class DataConfig(Strict):
             check_url(path, "data.path")
         return path
 
-    def read(self) -> tuple[pd.DataFrame, Schema]:
-        """The table these settings describe, and its schema (kinds overridden by `schema`).
 
-        Images and text arrive as tables too: see generators.images and generators.text.
-        """
-        if self.modality == "image":
-            frame = read_images(self.path, self.images)
-            return frame, image_schema(frame)
-        if self.modality == "text":
-            frame = read_text(
-                self.path,
-                split=self.text.split,
-                chunk_chars=self.text.chunk_chars,
-                text_column=self.text.column,
-                encoding=self.encoding,
-                min_chars=self.text.min_chars,
-            )
-            unknown = [name for name in self.drop if name not in frame.columns]
-            if unknown:
-                raise DataError(f"data.drop: column(s) {unknown} are not in {self.path}")
-            frame = frame.drop(columns=self.drop)
-            return frame, infer_schema(frame, {TEXT_COLUMN: "text", **self.column_kinds})
-        frame, arrow_schema = read_table(
-            self.path,
-            format=self.format,
-            columns=self.columns,
-            header=self.header,
-            separator=self.separator,
-            na_values=self.na_values,
-            encoding=self.encoding,
-            drop=self.drop,
-        )
-        if self.modality == "sequence":
-            if self.sequence is None:
-                raise ConfigError(
-                    "data.sequence: required with data.modality: sequence; give at least "
-                    "entity_column and order_column"
-                )
-            frame = check_sequences(frame, self.sequence)
-            # Assembled order columns change the table: infer its Arrow types afresh.
-            arrow = None if self.sequence.order_parts else arrow_schema
-            return frame, sequence_schema(
-                infer_schema(frame, self.column_kinds, arrow), self.sequence
-            )
-        return frame, infer_schema(frame, self.column_kinds, arrow_schema)
+class ScheduleConfig(BaseModel):
+    """When a deployed config runs: a cron expression in an IANA time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description='five-field cron, e.g. "0 2 * * *" (02:00 every day)')
+    timezone: str = Field("UTC", description="IANA zone the cron is read in, e.g. Europe/Berlin")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        from prefect.schedules import Cron
+
+        try:
+            Cron(cron)
+        except ValueError as error:
+            detail = str(error).splitlines()[-1] if str(error) else "invalid"
+            raise ConfigError(
+                f"schedule.cron: {cron!r} is not a cron expression ({detail}); "
+                'expected five fields, e.g. "0 2 * * *" for 02:00 daily'
+            ) from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, timezone: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"schedule.timezone: {timezone!r} is not an IANA time zone; "
+                "use e.g. UTC or Europe/Berlin"
+            ) from None
+        return timezone
 
 
 class GeneratorConfig(Strict):
