@@ -39,6 +39,10 @@ from generators.sequences import SequenceSettings
 from generators.text import TextSettings
 from validation.privacy import PrivacyPolicy
 
+SEQUENCE_REQUIRED = (
+    "data.sequence: required with data.modality: sequence; give at least entity_column and "
+    "order_column"
+)
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
 
 
@@ -305,6 +309,19 @@ class RunConfig(Strict):
             )
         if self.runner.address and self.runner.kind != "dask":
             raise ConfigError("runner.address: applies to runner.kind: dask only")
+        self._check_sharding()
+        self._check_table_only()
+        if self.data.stream is not None:
+            self._check_stream(cls)
+        if cls.modality != self.data.modality:
+            raise ConfigError(
+                f"generator.name: '{cls.name}' generates {cls.modality} data but "
+                f"data.modality is '{self.data.modality}'"
+            )
+        return self
+
+    def _check_sharding(self) -> None:
+        """sample.shard_rows is for plain table runs."""
         if self.sample.shard_rows is not None:
             combined = {
                 "data.modality": self.data.modality != "table",
@@ -320,6 +337,9 @@ class RunConfig(Strict):
                     f"sample.shard_rows: sharded sampling is for plain table runs; not yet "
                     f"with {', '.join(clash)}: remove one"
                 )
+
+    def _check_table_only(self) -> None:
+        """Settings that apply to tables only (and sequences' required settings)."""
         if self.privacy.similarity_filter_quantile is not None and (
             self.augment is not None or self.sample.conditions is not None
         ):
@@ -328,10 +348,7 @@ class RunConfig(Strict):
                 "augment yet; remove one of them"
             )
         if self.data.modality == "sequence" and self.data.sequence is None:
-            raise ConfigError(
-                "data.sequence: required with data.modality: sequence; give at least "
-                "entity_column and order_column"
-            )
+            raise ConfigError(SEQUENCE_REQUIRED)
         if self.data.modality != "table":
             table_only = {
                 "augment": self.augment,
@@ -348,14 +365,6 @@ class RunConfig(Strict):
                         f"{key}: applies to tables only, not to {self.data.modality} data; "
                         "remove it"
                     )
-        if self.data.stream is not None:
-            self._check_stream(cls)
-        if cls.modality != self.data.modality:
-            raise ConfigError(
-                f"generator.name: '{cls.name}' generates {cls.modality} data but "
-                f"data.modality is '{self.data.modality}'"
-            )
-        return self
 
     def _check_stream(self, cls) -> None:
         """data.stream is for plain table runs from Parquet with a streaming generator."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from flows.config import SEQUENCE_REQUIRED
 from flows.modalities.base import Modality
 from generators.errors import ConfigError
 from generators.schema import infer_schema
@@ -30,10 +31,7 @@ class SequenceModality(Modality):
     def read(self, data):
         frame, arrow_schema = self._read_table(data)
         if data.sequence is None:
-            raise ConfigError(
-                "data.sequence: required with data.modality: sequence; give at least "
-                "entity_column and order_column"
-            )
+            raise ConfigError(SEQUENCE_REQUIRED)
         frame = check_sequences(frame, data.sequence)
         # Assembled order columns change the table: infer its Arrow types afresh.
         arrow = None if data.sequence.order_parts else arrow_schema
