@@ -90,24 +90,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_deployment_commands(commands) -> None:
-    def configs_and_overrides(command: argparse.ArgumentParser) -> None:
-        command.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
-        command.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a key in every config (repeatable); stored with the deployment",
-        )
+    _add_deploy_command(commands)
+    _add_serve_command(commands)
+    _add_batch_and_ui_commands(commands)
 
-    def schedule(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--cron",
-            help='e.g. "0 2 * * *" (02:00 daily); default: each config\'s schedule: block',
-        )
-        command.add_argument("--timezone", help="IANA zone for --cron (default UTC)")
 
+def _configs_and_overrides(command: argparse.ArgumentParser) -> None:
+    command.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
+    command.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key in every config (repeatable); stored with the deployment",
+    )
+
+
+def _schedule_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--cron",
+        help='e.g. "0 2 * * *" (02:00 daily); default: each config\'s schedule: block',
+    )
+    command.add_argument("--timezone", help="IANA zone for --cron (default UTC)")
+
+
+def _add_deploy_command(commands) -> None:
     deploy = commands.add_parser(
         "deploy",
         help="create or update one Prefect deployment per config on a work pool",
@@ -116,8 +124,8 @@ def _add_deployment_commands(commands) -> None:
         "prefect worker start --pool synthpipe. Talks to $PREFECT_API_URL (else the local "
         "database that synthpipe ui serves).",
     )
-    configs_and_overrides(deploy)
-    schedule(deploy)
+    _configs_and_overrides(deploy)
+    _schedule_options(deploy)
     deploy.add_argument(
         "--pool", default=None, help="work pool (default synthpipe; a process pool is created)"
     )
@@ -139,6 +147,8 @@ def _add_deployment_commands(commands) -> None:
     deploy.add_argument("--paused", action="store_true", help="create with schedules paused")
     deploy.add_argument("--json", action="store_true", help="end with one JSON line")
 
+
+def _add_serve_command(commands) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve one deployment per config from this process until Ctrl-C",
@@ -146,14 +156,16 @@ def _add_deployment_commands(commands) -> None:
         "worker): scheduled and triggered runs start as subprocesses. Needs a Prefect "
         "server: $PREFECT_API_URL, e.g. the one synthpipe ui starts.",
     )
-    configs_and_overrides(serve)
-    schedule(serve)
+    _configs_and_overrides(serve)
+    _schedule_options(serve)
     serve.add_argument("--limit", type=int, default=None, help="most runs at once")
 
+
+def _add_batch_and_ui_commands(commands) -> None:
     batch = commands.add_parser(
         "batch", help="run many configs as subflows of one batch flow run, in parallel"
     )
-    configs_and_overrides(batch)
+    _configs_and_overrides(batch)
     batch.add_argument("--parallel", type=int, default=None, help="configs at once (default 2)")
     batch.add_argument(
         "--gpu-slots",
