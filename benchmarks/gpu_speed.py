@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
+from flows.modalities import modality_of  # noqa: E402
 from generators.data.split import split_holdout  # noqa: E402
 from generators.registry import generator_class  # noqa: E402
 
@@ -51,7 +52,7 @@ CASES: dict[str, tuple[dict, int]] = {
 
 
 def _training_data(config):
-    frame, schema = config.data.read()
+    frame, schema = modality_of(config).read(config.data)
     if config.data.modality == "table":
         frame, _ = split_holdout(
             frame, config.data.holdout_fraction, config.seed, config.data.target

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
+from flows.modalities import modality_of  # noqa: E402
 from generators.data.split import split_holdout  # noqa: E402
 from generators.registry import make_generator  # noqa: E402
 
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    frame, schema = config.data.read()
+    frame, schema = modality_of(config).read(config.data)
     train, _ = split_holdout(frame, config.data.holdout_fraction, config.seed, config.data.target)
     generator = make_generator(args.generator, device="cpu")
     started = time.perf_counter()

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import flows  # noqa: E402,F401  (offline, telemetry-off defaults before Prefect loads)
 from flows.config import DataConfig, RunnerConfig  # noqa: E402
-from flows.synthesize import sample_shards, task_runner  # noqa: E402
+from flows.modalities import MODALITIES  # noqa: E402
+from flows.shards import sample_shards, task_runner  # noqa: E402
 from generators.registry import make_generator  # noqa: E402
 from tests.conftest import ADULT_COLUMNS, ADULT_FILE  # noqa: E402
 
@@ -46,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = DataConfig(path=str(ADULT_FILE), columns=ADULT_COLUMNS, separator=", ", na_values=["?"])
-    frame, schema = data.read()
+    frame, schema = MODALITIES[data.modality].read(data)
     work = Path(tempfile.mkdtemp(prefix="sharded-"))
     started = time.perf_counter()
     generator = make_generator(args.generator, device="cpu").fit(frame, schema, seed=0)

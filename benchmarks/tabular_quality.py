@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import load_config  # noqa: E402
+from flows.modalities import modality_of  # noqa: E402
 from generators.data.schema import Schema  # noqa: E402
 from generators.data.split import split_holdout  # noqa: E402
 from generators.registry import TABLE_GENERATORS, make_generator  # noqa: E402
@@ -62,7 +63,7 @@ def load_split(config_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, Schema, d
     """(train, holdout, schema, data description), as the synthesize flow makes them."""
     config = load_config(config_path)
     data = config.data
-    frame, schema = data.read()
+    frame, schema = modality_of(config).read(data)
     train, holdout = split_holdout(frame, data.holdout_fraction, config.seed, data.target)
     about = {"config": str(config_path), "name": config.name, "seed": config.seed}
     return train.reset_index(drop=True), holdout.reset_index(drop=True), schema, about

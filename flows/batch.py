@@ -13,7 +13,6 @@ share one GPU, whichever batches or workers start them.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +23,13 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.config import load_config
+from flows.outputs import artifact_key
+from flows.result import outcome_of
+from flows.synthesize import synthesize
+from flows.tracking import tracking_uri
+from generators.errors import SynthpipeError
 
 RUN_CONFIG_FLOW = "synthpipe"  # deployments read synthpipe/<config name>
 BATCH_FLOW = "synthpipe-batch"
@@ -40,18 +46,15 @@ def run_config(config_path: str, overrides: list[str] | None = None) -> dict:
     run Failed with the gate's reasons (the result dict as its data); a failed one raises
     the subflow's error.
     """
-    from flows.config import load_config
-    from flows.synthesize import RunResult, synthesize
-
     config = load_config(config_path, list(overrides or []))
     state = synthesize(config, return_state=True)
-    if state.is_completed():
-        return state.result().to_dict()
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, RunResult):  # quarantined: Failed with the gate's reasons
-        return Failed(message=state.message, data=outcome.to_dict())
-    if isinstance(outcome, BaseException):
-        raise outcome  # this flow run fails with the subflow's error, e.g. a DataError
+    outcome = outcome_of(state)
+    if outcome.completed:
+        return outcome.value.to_dict()
+    if outcome.quarantined:  # Failed with the gate's reasons
+        return Failed(message=outcome.message, data=outcome.value.to_dict())
+    if outcome.error is not None:
+        raise outcome.error  # this flow run fails with the subflow's error, e.g. a DataError
     raise RuntimeError(f"synthesize ended {state.type.value}: {state.message}")
 
 
@@ -114,10 +117,6 @@ _TRACKING_GATE = _SameValueGate()
 def run_one(config_path: str, overrides: list[str], gpu_limit: str) -> BatchItem:
     """Run one config as a `run_config` subflow, holding a `gpu_limit` slot when it may use
     the GPU. Never raises for a failed run: the batch reports every config."""
-    from flows.config import load_config
-    from flows.tracking import tracking_uri
-    from generators.errors import SynthpipeError
-
     try:
         config = load_config(config_path, overrides)
     except SynthpipeError as error:
@@ -134,17 +133,17 @@ def run_one(config_path: str, overrides: list[str], gpu_limit: str) -> BatchItem
     with slot, _TRACKING_GATE.hold(tracking_uri(config.tracking.uri)):
         state = run_config(config_path, overrides, return_state=True)
     item = BatchItem(config_path, config.name, "failed", used_gpu=gpu)
-    if state.is_completed():
-        result = state.result()
+    outcome = outcome_of(state)
+    result = outcome.value
+    if outcome.completed:
         item.status = result["status"]
         item.output, item.mlflow_run_id = result["output"], result["mlflow_run_id"]
         item.flow_run_id = result["flow_run_id"]
         return item
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, dict) and outcome.get("status") == "quarantined":
-        item.status, item.output = "quarantined", outcome["output"]  # under quarantine/
-        item.mlflow_run_id, item.flow_run_id = outcome["mlflow_run_id"], outcome["flow_run_id"]
-    item.error = " ".join(str(state.message or outcome).split())[:2000]
+    if outcome.quarantined:
+        item.status, item.output = "quarantined", result["output"]  # under quarantine/
+        item.mlflow_run_id, item.flow_run_id = result["mlflow_run_id"], result["flow_run_id"]
+    item.error = " ".join(str(outcome.message or result).split())[:2000]
     return item
 
 
@@ -182,7 +181,7 @@ def batch(
         items = [future.result() for future in futures]
     rows = [asdict(item) for item in items]
     create_table_artifact(
-        rows, key=_artifact_key(BATCH_FLOW), description=f"{len(rows)} synthpipe configs"
+        rows, key=artifact_key(BATCH_FLOW), description=f"{len(rows)} synthpipe configs"
     )
     for item in items:
         print(f"{item.status:<12} {item.name or item.config_path}  {item.output or item.error}")
@@ -213,7 +212,3 @@ def ensure_gpu_limit(name: str, slots: int | None) -> None:
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=name, limit=DEFAULT_GPU_SLOTS)
                 )
-
-
-def _artifact_key(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")

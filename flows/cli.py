@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import flows  # noqa: F401  (sets the embedded, offline defaults before Prefect/MLflow load)
+from flows.health import probe
 from generators.errors import SynthpipeError
 
 EXIT_FAILED, EXIT_QUARANTINED = 1, 3
@@ -89,24 +90,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_deployment_commands(commands) -> None:
-    def configs_and_overrides(command: argparse.ArgumentParser) -> None:
-        command.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
-        command.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a key in every config (repeatable); stored with the deployment",
-        )
+    _add_deploy_command(commands)
+    _add_serve_command(commands)
+    _add_batch_and_ui_commands(commands)
 
-    def schedule(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--cron",
-            help='e.g. "0 2 * * *" (02:00 daily); default: each config\'s schedule: block',
-        )
-        command.add_argument("--timezone", help="IANA zone for --cron (default UTC)")
 
+def _configs_and_overrides(command: argparse.ArgumentParser) -> None:
+    command.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
+    command.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key in every config (repeatable); stored with the deployment",
+    )
+
+
+def _schedule_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--cron",
+        help='e.g. "0 2 * * *" (02:00 daily); default: each config\'s schedule: block',
+    )
+    command.add_argument("--timezone", help="IANA zone for --cron (default UTC)")
+
+
+def _add_deploy_command(commands) -> None:
     deploy = commands.add_parser(
         "deploy",
         help="create or update one Prefect deployment per config on a work pool",
@@ -115,8 +124,8 @@ def _add_deployment_commands(commands) -> None:
         "prefect worker start --pool synthpipe. Talks to $PREFECT_API_URL (else the local "
         "database that synthpipe ui serves).",
     )
-    configs_and_overrides(deploy)
-    schedule(deploy)
+    _configs_and_overrides(deploy)
+    _schedule_options(deploy)
     deploy.add_argument(
         "--pool", default=None, help="work pool (default synthpipe; a process pool is created)"
     )
@@ -138,6 +147,8 @@ def _add_deployment_commands(commands) -> None:
     deploy.add_argument("--paused", action="store_true", help="create with schedules paused")
     deploy.add_argument("--json", action="store_true", help="end with one JSON line")
 
+
+def _add_serve_command(commands) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve one deployment per config from this process until Ctrl-C",
@@ -145,14 +156,16 @@ def _add_deployment_commands(commands) -> None:
         "worker): scheduled and triggered runs start as subprocesses. Needs a Prefect "
         "server: $PREFECT_API_URL, e.g. the one synthpipe ui starts.",
     )
-    configs_and_overrides(serve)
-    schedule(serve)
+    _configs_and_overrides(serve)
+    _schedule_options(serve)
     serve.add_argument("--limit", type=int, default=None, help="most runs at once")
 
+
+def _add_batch_and_ui_commands(commands) -> None:
     batch = commands.add_parser(
         "batch", help="run many configs as subflows of one batch flow run, in parallel"
     )
-    configs_and_overrides(batch)
+    _configs_and_overrides(batch)
     batch.add_argument("--parallel", type=int, default=None, help="configs at once (default 2)")
     batch.add_argument(
         "--gpu-slots",
@@ -200,20 +213,21 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem, args.json, generator=config.generator.name)
 
-    from flows.synthesize import RunResult, synthesize
+    from flows.result import outcome_of
+    from flows.synthesize import synthesize
 
-    state = synthesize(config, return_state=True)
+    outcome = outcome_of(synthesize(config, return_state=True))
     # Prefect logs the ephemeral server's shutdown at exit; the run's own verdict (or its
     # error line) must stay the last thing printed.
     logging.getLogger("prefect").setLevel(logging.WARNING)
-    if not state.is_completed():
-        error = state.result(raise_on_failure=False)
-        if isinstance(error, RunResult):  # quarantined: finished, but not published
-            _print_summary(error)
-            print(f"quarantined: {state.message}", file=sys.stderr)
-            if args.json:
-                print(json.dumps(error.to_dict()))
-            return EXIT_QUARANTINED
+    if outcome.quarantined:  # finished, but not published
+        _print_summary(outcome.value)
+        print(f"quarantined: {outcome.message}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(outcome.value.to_dict()))
+        return EXIT_QUARANTINED
+    if not outcome.completed:
+        error = outcome.value
         if isinstance(error, BaseException) and not isinstance(error, SynthpipeError):
             if args.json:  # a bug: still end with the status line, then keep its traceback
                 _fail(f"internal error: {error!r}", True, config.generator.name)
@@ -221,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(
             error, args.json, generator=config.generator.name, modality=config.data.modality
         )
-    result = state.result()
+    result = outcome.value
     _print_summary(result)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -231,21 +245,12 @@ def _run(args: argparse.Namespace) -> int:
 def _prefect_api_problem(attempts: int = 3) -> str | None:
     """When PREFECT_API_URL names a server, check it answers before any work starts (with
     backoff: 1 s, 2 s); unset, runs use Prefect's embedded server and need no check."""
-    import time
-    import urllib.request
-
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         return None
-    problem = ""
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5):
-                return None
-        except (OSError, ValueError) as error:
-            problem = " ".join(str(error).split())[:160]
+    problem = probe(url.rstrip("/") + "/health", attempts, timeout_s=5)
+    if problem is None:
+        return None
     return (
         f"PREFECT_API_URL: cannot reach the Prefect server at {url} after {attempts} tries "
         f"({problem}); start it (prefect server start), or unset PREFECT_API_URL to run on "

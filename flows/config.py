@@ -12,11 +12,11 @@ import hashlib
 import json
 import re
 import reprlib
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -28,22 +28,24 @@ from pydantic import (
     model_validator,
 )
 
-from flows.deploy import ScheduleConfig
 from flows.yaml_strict import load_yaml
 from generators.base import validate_params
 from generators.data.remote import check_url, is_remote, is_url
-from generators.data.schema import Kind, Schema, infer_schema
-from generators.data.tables import read_table
-from generators.errors import ConfigError, DataError
-from generators.image.data import ImageSettings, image_schema, read_images
+from generators.data.schema import Kind
+from generators.errors import ConfigError
+from generators.image.data import ImageSettings
 from generators.registry import all_generators, generator_class
 from generators.sampling.augment import AugmentConfig
 from generators.sampling.conditions import Condition, SampleConditions, parse_conditions
 from generators.sampling.constraints import Constraint
-from generators.sequence.data import SequenceSettings, check_sequences, sequence_schema
-from generators.text.data import TEXT_COLUMN, TextSettings, read_text
+from generators.sequence.data import SequenceSettings
+from generators.text.data import TextSettings
 from validation.privacy import PrivacyPolicy
 
+SEQUENCE_REQUIRED = (
+    "data.sequence: required with data.modality: sequence; give at least entity_column and "
+    "order_column"
+)
 DataFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
 
 
@@ -116,51 +118,41 @@ class DataConfig(Strict):
             check_url(path, "data.path")
         return path
 
-    def read(self) -> tuple[pd.DataFrame, Schema]:
-        """The table these settings describe, and its schema (kinds overridden by `schema`).
 
-        Images and text arrive as tables too: see generators.image.data and generators.text.data.
-        """
-        if self.modality == "image":
-            frame = read_images(self.path, self.images)
-            return frame, image_schema(frame)
-        if self.modality == "text":
-            frame = read_text(
-                self.path,
-                split=self.text.split,
-                chunk_chars=self.text.chunk_chars,
-                text_column=self.text.column,
-                encoding=self.encoding,
-                min_chars=self.text.min_chars,
-            )
-            unknown = [name for name in self.drop if name not in frame.columns]
-            if unknown:
-                raise DataError(f"data.drop: column(s) {unknown} are not in {self.path}")
-            frame = frame.drop(columns=self.drop)
-            return frame, infer_schema(frame, {TEXT_COLUMN: "text", **self.column_kinds})
-        frame, arrow_schema = read_table(
-            self.path,
-            format=self.format,
-            columns=self.columns,
-            header=self.header,
-            separator=self.separator,
-            na_values=self.na_values,
-            encoding=self.encoding,
-            drop=self.drop,
-        )
-        if self.modality == "sequence":
-            if self.sequence is None:
-                raise ConfigError(
-                    "data.sequence: required with data.modality: sequence; give at least "
-                    "entity_column and order_column"
-                )
-            frame = check_sequences(frame, self.sequence)
-            # Assembled order columns change the table: infer its Arrow types afresh.
-            arrow = None if self.sequence.order_parts else arrow_schema
-            return frame, sequence_schema(
-                infer_schema(frame, self.column_kinds, arrow), self.sequence
-            )
-        return frame, infer_schema(frame, self.column_kinds, arrow_schema)
+class ScheduleConfig(BaseModel):
+    """When a deployed config runs: a cron expression in an IANA time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description='five-field cron, e.g. "0 2 * * *" (02:00 every day)')
+    timezone: str = Field("UTC", description="IANA zone the cron is read in, e.g. Europe/Berlin")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        from prefect.schedules import Cron
+
+        try:
+            Cron(cron)
+        except ValueError as error:
+            detail = str(error).splitlines()[-1] if str(error) else "invalid"
+            raise ConfigError(
+                f"schedule.cron: {cron!r} is not a cron expression ({detail}); "
+                'expected five fields, e.g. "0 2 * * *" for 02:00 daily'
+            ) from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, timezone: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"schedule.timezone: {timezone!r} is not an IANA time zone; "
+                "use e.g. UTC or Europe/Berlin"
+            ) from None
+        return timezone
 
 
 class GeneratorConfig(Strict):
@@ -320,6 +312,19 @@ class RunConfig(Strict):
             )
         if self.runner.address and self.runner.kind != "dask":
             raise ConfigError("runner.address: applies to runner.kind: dask only")
+        self._check_sharding()
+        self._check_table_only()
+        if self.data.stream is not None:
+            self._check_stream(cls)
+        if cls.modality != self.data.modality:
+            raise ConfigError(
+                f"generator.name: '{cls.name}' generates {cls.modality} data but "
+                f"data.modality is '{self.data.modality}'"
+            )
+        return self
+
+    def _check_sharding(self) -> None:
+        """sample.shard_rows is for plain table runs."""
         if self.sample.shard_rows is not None:
             combined = {
                 "data.modality": self.data.modality != "table",
@@ -335,6 +340,9 @@ class RunConfig(Strict):
                     f"sample.shard_rows: sharded sampling is for plain table runs; not yet "
                     f"with {', '.join(clash)}: remove one"
                 )
+
+    def _check_table_only(self) -> None:
+        """Settings that apply to tables only (and sequences' required settings)."""
         if self.privacy.similarity_filter_quantile is not None and (
             self.augment is not None or self.sample.conditions is not None
         ):
@@ -343,10 +351,7 @@ class RunConfig(Strict):
                 "augment yet; remove one of them"
             )
         if self.data.modality == "sequence" and self.data.sequence is None:
-            raise ConfigError(
-                "data.sequence: required with data.modality: sequence; give at least "
-                "entity_column and order_column"
-            )
+            raise ConfigError(SEQUENCE_REQUIRED)
         if self.data.modality != "table":
             table_only = {
                 "augment": self.augment,
@@ -363,14 +368,6 @@ class RunConfig(Strict):
                         f"{key}: applies to tables only, not to {self.data.modality} data; "
                         "remove it"
                     )
-        if self.data.stream is not None:
-            self._check_stream(cls)
-        if cls.modality != self.data.modality:
-            raise ConfigError(
-                f"generator.name: '{cls.name}' generates {cls.modality} data but "
-                f"data.modality is '{self.data.modality}'"
-            )
-        return self
 
     def _check_stream(self, cls) -> None:
         """data.stream is for plain table runs from Parquet with a streaming generator."""

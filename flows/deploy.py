@@ -1,6 +1,5 @@
 """Deployments, schedules and local dashboards: the production route of a config.
 
-- `ScheduleConfig`: the config's `schedule: {cron, timezone}` block.
 - `deploy_configs`: one Prefect deployment per config (flow `synthpipe`, i.e.
   `flows.batch.run_config`, with the config's absolute path and overrides as parameters and
   the cron schedule), on a work pool (a `process` pool named `synthpipe` by default, created
@@ -9,8 +8,8 @@
   pool, no worker; runs start as subprocesses of the serving process.
 - `start_ui`: the Prefect UI and the MLflow UI on the local stores, on free ports.
 
-This module imports only pydantic at the top, so `flows.config` can import
-`ScheduleConfig` without loading Prefect.
+The config's `schedule: {cron, timezone}` block is `flows.config.ScheduleConfig`. Prefect's
+deployment, runner and client modules are imported where they are used.
 """
 
 from __future__ import annotations
@@ -23,55 +22,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from flows.batch import RUN_CONFIG_FLOW, run_config
+from flows.config import ScheduleConfig, load_config
 from generators.errors import ConfigError, SynthpipeError
 
 DEFAULT_WORK_POOL = "synthpipe"
 HOST = "127.0.0.1"
 SERVER_START_TIMEOUT_S = 180.0  # a fresh Prefect database migrates on first start (~20 s here)
 SERVER_STOP_TIMEOUT_S = 20.0
-
-
-class ScheduleConfig(BaseModel):
-    """When a deployed config runs: a cron expression in an IANA time zone."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cron: str = Field(description='five-field cron, e.g. "0 2 * * *" (02:00 every day)')
-    timezone: str = Field("UTC", description="IANA zone the cron is read in, e.g. Europe/Berlin")
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, cron: str) -> str:
-        from prefect.schedules import Cron
-
-        try:
-            Cron(cron)
-        except ValueError as error:
-            detail = str(error).splitlines()[-1] if str(error) else "invalid"
-            raise ConfigError(
-                f"schedule.cron: {cron!r} is not a cron expression ({detail}); "
-                'expected five fields, e.g. "0 2 * * *" for 02:00 daily'
-            ) from None
-        return cron
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_timezone(cls, timezone: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"schedule.timezone: {timezone!r} is not an IANA time zone; "
-                "use e.g. UTC or Europe/Berlin"
-            ) from None
-        return timezone
 
 
 # -- deployments --------------------------------------------------------------------------
@@ -88,8 +50,6 @@ class ConfigDeployment:
 
     @property
     def full_name(self) -> str:
-        from flows.batch import RUN_CONFIG_FLOW
-
         return f"{RUN_CONFIG_FLOW}/{self.name}"
 
     def describe(self) -> str:
@@ -119,9 +79,6 @@ def config_deployments(
     """
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
-
-    from flows.batch import run_config
-    from flows.config import load_config
 
     overrides = list(overrides or [])
     override_schedule = None

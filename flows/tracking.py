@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import generators
+from flows.health import probe
 from flows.model import GENERATOR_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
 from generators.errors import SynthpipeError
 
@@ -76,15 +76,9 @@ def reachable_tracking_uri(
     uri = tracking_uri(configured)
     if urlsplit(uri).scheme not in ("http", "https"):
         return uri, None
-    problem = ""
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
-                return uri, None
-        except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts are OSErrors
-            problem = " ".join(str(error).split())[:160]
+    problem = probe(uri.rstrip("/") + "/health", attempts, PROBE_TIMEOUT_S)
+    if problem is None:
+        return uri, None
     if fallback:
         return tracking_uri(fallback), uri
     raise TrackingUnavailable(
@@ -100,6 +94,26 @@ def _redacted(uri: str) -> str:
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
         return parts._replace(netloc=f"***@{host}").geturl()
     return uri
+
+
+def start_run(config, flow_run_id) -> RunTracker:
+    """The MLflow run of one flow run, on the reachable tracking store (tracking.uri, else
+    tracking.fallback_uri when its server is down), tagged with what the run is."""
+    uri, unreachable = reachable_tracking_uri(config.tracking.uri, config.tracking.fallback_uri)
+    if unreachable:
+        print(f"MLflow at {unreachable} is unreachable: logging to {uri} (tracking.fallback_uri)")
+    return RunTracker(
+        uri,
+        config.tracking.experiment,
+        config.name,
+        tags={
+            "synthpipe.flow_run_id": str(flow_run_id),
+            "synthpipe.generator": config.generator.name,
+            "synthpipe.config_hash": config.digest(),
+            "synthpipe.modality": config.data.modality,
+            **({"synthpipe.tracking_fallback_from": unreachable} if unreachable else {}),
+        },
+    )
 
 
 class RunTracker:
@@ -183,3 +197,8 @@ class RunTracker:
     def end(self, status: str) -> None:
         """status: FINISHED or FAILED."""
         self.client.set_terminated(self.run_id, status=status)
+
+    def fail(self, error: BaseException) -> None:
+        """Tag the run failed with its error, and end it."""
+        self.set_tags({"synthpipe.status": "failed", "synthpipe.error": str(error)[:5000]})
+        self.end("FAILED")

@@ -29,7 +29,8 @@ from threadpoolctl import threadpool_limits
 from generators.data.schema import Schema
 from generators.data.values import as_float
 from generators.errors import DataError
-from validation.fidelity import MIN_ROWS_FOR_MODELS, MODEL_THREADS, _features, _subsample
+from validation.fidelity import MIN_ROWS_FOR_MODELS, MODEL_THREADS, _features
+from validation.privacy import subsample
 from validation.report import Report
 
 SETTINGS = ("real", "augmented", "synthetic")
@@ -90,7 +91,7 @@ def downstream_report(
     features = [c.name for c in schema.columns if c.name != target and c.kind in FEATURE_KINDS]
     rng = np.random.default_rng(seed)
     real, fake, held = (
-        _subsample(frame[frame[target].notna()], max_rows, rng)
+        subsample(frame[frame[target].notna()], max_rows, rng)
         for frame in (train, synthetic, holdout)
     )
     frames = {

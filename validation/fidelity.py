@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from generators.data.schema import Schema
 from generators.data.values import as_float
 from validation.expectations import cramers_v, spearman_matrix
+from validation.privacy import subsample
 from validation.report import Report
 
 SDTYPES = {
@@ -65,9 +66,9 @@ def fidelity_report(
     """
     rng = np.random.default_rng(seed)
     columns = _scored_columns(schema, max_columns, rng)
-    real = _subsample(train, max_rows, rng)
-    fake = _subsample(synthetic, max_rows, rng)
-    held = _subsample(holdout, max_rows, rng)
+    real = subsample(train, max_rows, rng)
+    fake = subsample(synthetic, max_rows, rng)
+    held = subsample(holdout, max_rows, rng)
     metrics: dict[str, float] = {}
     details: dict = {
         "sdmetrics_version": version("sdmetrics"),
@@ -93,13 +94,6 @@ def _scored_columns(schema: Schema, max_columns: int, rng: np.random.Generator) 
         chosen = set(rng.choice(len(names), size=max_columns, replace=False).tolist())
         names = [name for i, name in enumerate(names) if i in chosen]
     return names
-
-
-def _subsample(frame: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    if len(frame) <= rows:
-        return frame.reset_index(drop=True)
-    picked = np.sort(rng.choice(len(frame), size=rows, replace=False))
-    return frame.iloc[picked].reset_index(drop=True)
 
 
 def _metadata(schema: Schema, columns: list[str]) -> dict:
@@ -177,7 +171,7 @@ def discriminator_auc(
     if rows < MIN_ROWS_FOR_MODELS:
         return float("nan")
     rng = np.random.default_rng(seed)
-    real, synthetic = _subsample(real, rows, rng), _subsample(synthetic, rows, rng)
+    real, synthetic = subsample(real, rows, rng), subsample(synthetic, rows, rng)
     both = pd.concat([real[columns], synthetic[columns]], ignore_index=True)
     (features,) = _features([both], schema, columns)
     labels = np.r_[np.zeros(rows), np.ones(rows)]

@@ -30,7 +30,15 @@ from torch import nn
 from generators.errors import DataError
 from generators.image.data import IMAGE_COLUMN, LABEL_COLUMN, decode_image, frame_to_pixels
 from validation.distance import nearest_neighbors
-from validation.privacy import Z95, PrivacyPolicy, hanley_mcneil_se, wilson_upper
+from validation.privacy import (
+    Z95,
+    PrivacyPolicy,
+    auc_ci_low,
+    judge_distance_figures,
+    share_interval,
+    subsample,
+    wilson_upper,
+)
 from validation.report import Report
 
 MIN_IMAGES = 10
@@ -42,12 +50,6 @@ def _vectors(frame: pd.DataFrame) -> np.ndarray:
     """Pixels as float32 rows (N, H*W*C) in [0, 1]."""
     pixels = frame_to_pixels(frame)
     return pixels.reshape(len(pixels), -1).astype(np.float32) / 255.0
-
-
-def _subsample(frame: pd.DataFrame, size: int, rng: np.random.Generator) -> pd.DataFrame:
-    if len(frame) <= size:
-        return frame.reset_index(drop=True)
-    return frame.iloc[np.sort(rng.choice(len(frame), size, replace=False))].reset_index(drop=True)
 
 
 def image_privacy_report(
@@ -67,12 +69,12 @@ def image_privacy_report(
             )
     rng = np.random.default_rng(seed)
     size = min(len(train), len(holdout), policy.max_rows)
-    x_train = _vectors(_subsample(train, size, rng))
+    x_train = _vectors(subsample(train, size, rng))
     # Copies and near-copies are searched among all training images (up to max_rows), not
     # only the equal-size sample the DCR share needs.
-    x_train_all = _vectors(_subsample(train, policy.max_rows, rng))
-    x_holdout = _vectors(_subsample(holdout, size, rng))
-    x_synthetic = _vectors(_subsample(synthetic, min(len(synthetic), policy.max_rows), rng))
+    x_train_all = _vectors(subsample(train, policy.max_rows, rng))
+    x_holdout = _vectors(subsample(holdout, size, rng))
+    x_synthetic = _vectors(subsample(synthetic, min(len(synthetic), policy.max_rows), rng))
     if x_synthetic.shape[1] != x_train.shape[1]:
         raise DataError(
             f"synthetic images have {x_synthetic.shape[1]} values each but real ones "
@@ -87,7 +89,7 @@ def image_privacy_report(
     ties = (syn_train[:, 0] == syn_holdout[:, 0]).mean()
     dcr_share = float(closer + 0.5 * ties)
     n_effective = min(len(x_synthetic), size)
-    half_width = Z95 * math.sqrt(max(dcr_share * (1 - dcr_share), 1e-12) / n_effective)
+    dcr_low, dcr_high = share_interval(dcr_share, n_effective, "wald")
 
     train_syn, _ = nearest_neighbors(x_train, x_synthetic, 1, n_columns=dims)
     holdout_syn, _ = nearest_neighbors(x_holdout, x_synthetic, 1, n_columns=dims)
@@ -100,8 +102,8 @@ def image_privacy_report(
     copies_holdout = float((holdout_train_all[:, 0] == 0).mean())
     metrics = {
         "dcr_share": dcr_share,
-        "dcr_share_ci_low": max(0.0, dcr_share - half_width),
-        "dcr_share_ci_high": min(1.0, dcr_share + half_width),
+        "dcr_share_ci_low": dcr_low,
+        "dcr_share_ci_high": dcr_high,
         "membership_auc": membership_auc,
         "near_duplicate_share": near_share,
         "near_duplicate_threshold": threshold,
@@ -110,19 +112,13 @@ def image_privacy_report(
         "dcr_train_median": float(np.median(syn_train[:, 0])),
         "dcr_holdout_median": float(np.median(syn_holdout[:, 0])),
     }
-    failures = []
-    if metrics["dcr_share"] > policy.dcr_share_max and metrics["dcr_share_ci_low"] > 0.5:
-        failures.append(
-            f"DCR share {dcr_share:.3f} > {policy.dcr_share_max}: synthetic images sit closer "
-            "to training images than to unseen real ones"
-        )
-    auc_low = membership_auc - Z95 * hanley_mcneil_se(membership_auc, size, size)
-    metrics["membership_auc_ci_low"] = auc_low
-    if membership_auc > policy.membership_auc_max and auc_low > 0.5:
-        failures.append(
-            f"membership AUC {membership_auc:.3f} > {policy.membership_auc_max}: the synthetic "
-            "images tell training images from unseen ones"
-        )
+    metrics["membership_auc_ci_low"] = auc_ci_low(membership_auc, size, size)
+    failures = judge_distance_figures(
+        metrics,
+        policy,
+        closer="synthetic images sit closer to training images than to unseen real ones",
+        tells="the synthetic images tell training images from unseen ones",
+    )
     # Unseen real images fall under the threshold at the quantile's rate; more synthetic
     # ones than the policy allows, significantly, means near-copies.
     near_low = near_share - Z95 * math.sqrt(max(near_share * (1 - near_share), 1e-12) / n_effective)
@@ -250,9 +246,9 @@ def image_fidelity_report(
     """Fréchet distance (synthetic vs holdout, against train vs holdout as the reference)
     and label consistency. Informational: never blocks a run."""
     rng = np.random.default_rng(seed)
-    train_s = _subsample(train, max_rows, rng)
-    holdout_s = _subsample(holdout, max_rows, rng)
-    synthetic_s = _subsample(synthetic, max_rows, rng)
+    train_s = subsample(train, max_rows, rng)
+    holdout_s = subsample(holdout, max_rows, rng)
+    synthetic_s = subsample(synthetic, max_rows, rng)
     x_train, x_holdout, x_synthetic = (
         _tensor(frame_to_pixels(f)) for f in (train_s, holdout_s, synthetic_s)
     )

@@ -1,4 +1,4 @@
-"""The small object every check returns, so the flow can gate, log and render them alike."""
+"""The small object every check returns, and `gate`: the flow gates, logs and renders them alike."""
 
 from __future__ import annotations
 
@@ -26,3 +26,20 @@ class Report:
         lines += [f"| {key} | {value:.4g} |" for key, value in self.metrics.items()]
         lines += [f"- {failure}" for failure in self.failures]
         return "\n".join(lines)
+
+
+def gate(reports: list[Report], override_privacy: bool) -> tuple[list[str], bool]:
+    """The failures that quarantine the run, and whether privacy failures were overridden.
+
+    Only blocking reports gate (expectations with on_failure: warn do not); the override
+    covers the privacy gate only, never a failed expectation.
+    """
+    privacy = [line for r in reports if r.name == "privacy" for line in r.failures]
+    overridden = bool(privacy) and override_privacy
+    failures = [
+        line
+        for report in reports
+        if report.blocking and not (overridden and report.name == "privacy")
+        for line in report.failures
+    ]
+    return failures, overridden

@@ -18,7 +18,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-import flows.synthesize
+import flows.tasks
 from flows.cli import main
 from flows.config import load_config
 from flows.synthesize import synthesize
@@ -43,7 +43,7 @@ def _fit_must_not_run(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("training started although the run could not be tracked")
 
-    monkeypatch.setattr(flows.synthesize, "make_generator", fail)
+    monkeypatch.setattr(flows.tasks, "generator_class", fail)
 
 
 def test_unreachable_prefect_server_fails_before_the_flow_in_one_line(
@@ -90,7 +90,7 @@ def test_full_disk_while_writing_fails_clearly_and_publishes_nothing(
         attempts.append(1)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(flows.synthesize, "write_parquet_atomic", disk_full)
+    monkeypatch.setattr(flows.tasks, "write_parquet_atomic", disk_full)
     path = write_config()
     assert main(["run", str(path)]) == 1
     errors = _error_lines(capsys.readouterr().err)

@@ -11,7 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.config import load_config, parse_config
-from flows.synthesize import QUARANTINE_DIR, run_roots, synthesize
+from flows.run_folder import run_roots
+from flows.synthesize import QUARANTINE_DIR, synthesize
 from generators.data.remote import SUCCESS_MARKER
 from generators.errors import ConfigError
 from tests.flows.conftest import write_slice_config
@@ -121,7 +122,7 @@ def test_a_run_the_store_refuses_is_kept_locally_and_never_registered(
 ):
     import mlflow
 
-    import flows.synthesize as synthesize_module
+    import flows.tasks as tasks_module
     from flows.synthesize import UNSENT_DIR
     from generators.errors import DataError
 
@@ -130,7 +131,7 @@ def test_a_run_the_store_refuses_is_kept_locally_and_never_registered(
     def refused(folder, target, key, before_marker=None):
         raise DataError(f"{key}: cannot write {target} (AccessDenied); nothing was left")
 
-    monkeypatch.setattr(synthesize_module, "upload_folder", refused)
+    monkeypatch.setattr(tasks_module, "upload_folder", refused)
     config = load_config(
         write_slice_config(
             tmp_path,
@@ -152,7 +153,7 @@ def test_the_default_staging_folder_is_private_and_refused_when_not(tmp_path, mo
     import os
     import tempfile
 
-    from flows.synthesize import _default_local_dir
+    from flows.run_folder import _default_local_dir
     from generators.errors import DataError
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

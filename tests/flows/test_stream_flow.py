@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import flows.config
+import flows.modalities.base
 import generators.data.remote
 import generators.data.tables
 from flows.config import load_config
@@ -52,7 +52,7 @@ def test_a_streamed_run_publishes_without_reading_the_table_whole(
     def refuse(*args, **kwargs):
         raise AssertionError("a streamed run read the whole table")
 
-    monkeypatch.setattr(flows.config, "read_table", refuse)
+    monkeypatch.setattr(flows.modalities.base, "read_table", refuse)
     monkeypatch.setattr(generators.data.tables, "read_table", refuse)
     monkeypatch.setattr(pd, "read_parquet", refuse)
     monkeypatch.setattr(generators.data.remote, "local_copy", refuse)  # a copy of the input
@@ -114,7 +114,7 @@ def test_stream_reads_parquet_only(write_config, adult_slice):
 
 
 def test_a_stream_reads_an_object_store_url_in_place(write_config, adult_parquet, memory):
-    from flows.synthesize import open_stream
+    from flows.tasks import open_stream
 
     fs, url = memory
     fs.pipe(f"{url}/adult.parquet", adult_parquet.read_bytes())
