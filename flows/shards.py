@@ -22,12 +22,7 @@ from flows.config import RunnerConfig
 from flows.tasks import IO_RETRIES, write_parquet
 from generators.data.schema import Schema, normalize_dtypes
 from generators.registry import load_generator
-
-
-def shard_seed(seed: int, index: int) -> int:
-    """The seed of shard `index`: a function of the run's seed and the index only, so the
-    parts are the same whatever the number of workers or the order they finish in."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+from generators.seeds import shard_seed
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import pandas as pd
 
 from flows.run_folder import PREVIEW_FILE, RunFolder
-from generators.data.schema import Schema, infer_schema
+from generators.data.schema import Schema, apply_declared_kinds, infer_schema
 from generators.data.split import split_holdout
 from generators.data.streaming import ParquetSource
 from generators.data.tables import read_table
@@ -103,6 +103,7 @@ class Modality:
     def read(self, data: DataConfig) -> tuple[pd.DataFrame, Schema]:
         """The table `data` describes, and its schema (kinds overridden by data.schema)."""
         frame, arrow_schema = self._read_table(data)
+        frame = apply_declared_kinds(frame, data.column_kinds)
         return frame, infer_schema(frame, data.column_kinds, arrow_schema)
 
     @staticmethod

@@ -11,7 +11,7 @@ import json
 
 from flows.config import SEQUENCE_REQUIRED
 from flows.modalities.base import Modality
-from generators.data.schema import infer_schema
+from generators.data.schema import apply_declared_kinds, infer_schema
 from generators.errors import ConfigError
 from generators.sequence.data import check_sequences, sequence_schema, split_sequences
 from validation.expectations import build_suite, validate_table
@@ -32,7 +32,7 @@ class SequenceModality(Modality):
         frame, arrow_schema = self._read_table(data)
         if data.sequence is None:
             raise ConfigError(SEQUENCE_REQUIRED)
-        frame = check_sequences(frame, data.sequence)
+        frame = check_sequences(apply_declared_kinds(frame, data.column_kinds), data.sequence)
         # Assembled order columns change the table: infer its Arrow types afresh.
         arrow = None if data.sequence.order_parts else arrow_schema
         return frame, sequence_schema(infer_schema(frame, data.column_kinds, arrow), data.sequence)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flows.modalities.base import PREVIEW_ROWS, Modality, check_drop, feature_schema
 from flows.run_folder import SAMPLES_FILE, TOPICS_FILE
-from generators.data.schema import infer_schema
+from generators.data.schema import apply_declared_kinds, infer_schema
 from generators.image.data import LABEL_COLUMN
 from generators.registry import load_generator
 from generators.text.data import TEXT_COLUMN, read_text
@@ -32,7 +32,7 @@ class TextModality(Modality):
             min_chars=data.text.min_chars,
         )
         check_drop(data.drop, frame.columns, data.path)
-        frame = frame.drop(columns=data.drop)
+        frame = apply_declared_kinds(frame.drop(columns=data.drop), data.column_kinds)
         return frame, infer_schema(frame, {TEXT_COLUMN: "text", **data.column_kinds})
 
     def check_schema(self, privacy, schema) -> None:
