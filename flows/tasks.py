@@ -26,7 +26,6 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.config import DataConfig, RunConfig
 from flows.modalities import Fitted, Modality, Prepared, Sampled
-from flows.modalities.base import check_drop
 from flows.run_folder import (
     CONFIG_FILE,
     EXPECTATIONS_DIR,
@@ -44,12 +43,11 @@ from flows.run_folder import (
     remove_if_empty,
 )
 from flows.tracking import RunTracker
-from generators.base import DPBudget
 from generators.data.parquet import write_parquet_atomic
 from generators.data.remote import upload_folder
 from generators.data.schema import Schema, infer_schema
 from generators.data.streaming import Holdout, ParquetSource, cast_to_schema
-from generators.data.tables import check_finite, check_not_empty
+from generators.data.tables import check_drop, check_finite, check_not_empty
 from generators.errors import DataError, SynthpipeError
 from generators.registry import generator_class, load_generator
 from generators.sampling.augment import SYNTHETIC_COLUMN
@@ -196,8 +194,7 @@ def fit(
         # put the conditioned ones there unless the config chose an order.
         params.setdefault("first_columns", prefix_columns)
     generator = cls(device=config.generator.device, **modality.generator_context(config), **params)
-    budget = config.privacy.dp
-    dp = DPBudget(budget.epsilon, budget.delta, budget.max_grad_norm) if budget else None
+    dp = config.privacy.dp
     train, stream = data.model_train, data.stream
     checkpoint_dir = None
     if generator.resumable and dp is None:

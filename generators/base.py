@@ -17,14 +17,13 @@ import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from generators.data.schema import Schema
@@ -46,13 +45,16 @@ STREAM_SAMPLE_ROWS = 100_000
 STREAM_CHUNK_ROWS = 65_536
 
 
-@dataclass(frozen=True)
-class DPBudget:
-    """A differential-privacy budget for DP-SGD: spend at most epsilon at this delta."""
+class DPBudget(BaseModel):
+    """A differential-privacy budget for DP-SGD (Opacus): spend at most epsilon at this
+    delta, clipping each example's gradient to max_grad_norm. It is also `privacy.dp` in
+    the run config (validation.privacy.DPSettings is this class)."""
 
-    epsilon: float
-    delta: float = 1e-5
-    max_grad_norm: float = 1.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon: float = Field(gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
 
 
 class Params(BaseModel):

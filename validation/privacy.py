@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
+from generators.base import DPBudget
 from generators.baselines import UniformGenerator
 from generators.data.schema import Schema
 from generators.data.values import MISSING
@@ -192,14 +193,8 @@ def _ratio(distances: np.ndarray) -> np.ndarray:
     return np.where(second > 0, nearest / np.where(second > 0, second, 1.0), 0.0)
 
 
-class DPSettings(BaseModel):
-    """A differential-privacy budget for DP-SGD training (Opacus)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epsilon: float = Field(gt=0)
-    delta: float = Field(1e-5, gt=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
+# `privacy.dp`: the generators' DP budget itself (one model, one set of defaults).
+DPSettings = DPBudget
 
 
 class PrivacyPolicy(BaseModel):

@@ -20,7 +20,6 @@ from generators.data.schema import Schema, apply_declared_kinds, infer_schema
 from generators.data.split import split_holdout
 from generators.data.streaming import ParquetSource
 from generators.data.tables import read_table
-from generators.errors import DataError
 from generators.sampling.conditions import Condition
 from generators.sampling.constraints import Constraints
 from validation import Report
@@ -81,13 +80,6 @@ class Sampled:
     @property
     def sharded(self) -> bool:
         return self.parts is not None
-
-
-def check_drop(drop: list[str], columns, path: str) -> None:
-    """data.drop names columns the data has."""
-    unknown = [name for name in drop if name not in columns]
-    if unknown:
-        raise DataError(f"data.drop: column(s) {unknown} are not in {path}")
 
 
 class Modality:

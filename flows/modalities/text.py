@@ -7,9 +7,10 @@ preview; topic models leave their topics beside the saved model.
 
 from __future__ import annotations
 
-from flows.modalities.base import PREVIEW_ROWS, Modality, check_drop, feature_schema
+from flows.modalities.base import PREVIEW_ROWS, Modality, feature_schema
 from flows.run_folder import SAMPLES_FILE, TOPICS_FILE
 from generators.data.schema import apply_declared_kinds, infer_schema
+from generators.data.tables import check_drop
 from generators.image.data import LABEL_COLUMN
 from generators.registry import load_generator
 from generators.text.data import TEXT_COLUMN, read_text

@@ -203,12 +203,7 @@ def read_table(
     frame = pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else first
     source = str(first_file) if len(files) == 1 else path
 
-    missing = [name for name in drop if name not in frame.columns]
-    if missing:
-        raise DataError(
-            f"data.drop: columns {_listed(missing)} are not in {source}; "
-            f"columns are {_listed(frame.columns)}"
-        )
+    check_drop(drop, frame.columns, source)
     frame = frame.drop(columns=list(drop))
     if frame.shape[1] == 0:
         raise DataError(f"{source}: no columns left to synthesise")
@@ -229,6 +224,16 @@ def read_table(
     else:
         arrow_schema = pa.Schema.from_pandas(frame, preserve_index=False).remove_metadata()
     return frame, arrow_schema
+
+
+def check_drop(drop: Sequence[str], columns: Sequence[str], source: str) -> None:
+    """Every column data.drop names is in the table (`source` names it in the message)."""
+    missing = [name for name in drop if name not in columns]
+    if missing:
+        raise DataError(
+            f"data.drop: columns {_listed(missing)} are not in {source}; "
+            f"columns are {_listed(columns)}"
+        )
 
 
 def _read_csv(

@@ -463,3 +463,15 @@ def test_times_of_day_stay_text_and_dates_with_a_stray_value_are_refused(tmp_pat
     assert pd.api.types.is_string_dtype(frame["at"].dtype)
     assert pd.api.types.is_datetime64_any_dtype(frame["day"].dtype)
     assert frame["day"].isna().sum() == 1
+
+
+def test_data_drop_naming_a_missing_column_is_one_message_for_every_reader(tmp_path) -> None:
+    from generators.data.tables import check_drop
+
+    with pytest.raises(DataError, match=r"data.drop: columns \['nope'\] are not in t.csv; columns"):
+        check_drop(["a", "nope"], ["a", "b"], "t.csv")
+    check_drop(["a"], ["a", "b"], "t.csv")  # a column the table has is fine
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(DataError, match=r"data.drop: columns \['nope'\] are not in"):
+        read_table(str(path), drop=["nope"])
