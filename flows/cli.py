@@ -18,6 +18,7 @@ from pathlib import Path
 
 import flows  # noqa: F401  (sets the embedded, offline defaults before Prefect/MLflow load)
 from flows.health import probe
+from generators.data.secrets import redact
 from generators.errors import SynthpipeError
 
 EXIT_FAILED, EXIT_QUARANTINED = 1, 3
@@ -573,7 +574,8 @@ def _print_summary(result) -> None:
 def _fail(
     error: BaseException | object, as_json: bool, generator: str | None, modality: str = "table"
 ) -> int:
-    message = " ".join(str(error).split())
+    # redact: an error raised deep in a library may quote a URL with its credentials
+    message = redact(" ".join(str(error).split()))
     print(f"error: {message}", file=sys.stderr)
     if as_json:
         print(

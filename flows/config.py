@@ -15,7 +15,6 @@ import reprlib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -30,7 +29,7 @@ from pydantic import (
 
 from flows.yaml_strict import load_yaml
 from generators.base import validate_params
-from generators.data.remote import check_url, is_remote, is_url
+from generators.data.remote import check_url, credential_in, is_remote, is_url
 from generators.data.schema import Kind
 from generators.errors import ConfigError
 from generators.image.data import ImageSettings
@@ -262,14 +261,16 @@ class TrackingConfig(Strict):
     def _no_credentials(cls, uri: str | None, info: ValidationInfo) -> str | None:
         # The config is logged (MLflow params, config.yaml, Prefect's flow parameters), so
         # it must never carry a secret.
-        if uri and urlsplit(uri).password:
-            raise ConfigError(
-                f"tracking.{info.field_name}: holds a password, which would be logged; remove it "
-                "from the URI "
-                "and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
-                "MLFLOW_TRACKING_TOKEN) in the environment"
-            )
+        held = credential_in(uri) if uri else None
+        if held:
+            raise ConfigError(f"tracking.{info.field_name}: holds {held}, {TRACKING_SECRET_HINT}")
         return uri
+
+
+TRACKING_SECRET_HINT = (
+    "which would be logged; remove it from the URI and set MLFLOW_TRACKING_USERNAME and "
+    "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment"
+)
 
 
 class RunConfig(Strict):

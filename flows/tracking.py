@@ -20,9 +20,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import generators
+from flows.config import TRACKING_SECRET_HINT
 from flows.health import probe
 from flows.model import GENERATOR_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
-from generators.errors import SynthpipeError
+from generators.data.remote import credential_in
+from generators.data.secrets import redact
+from generators.errors import ConfigError, SynthpipeError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 6000  # MLflow's limit for one param value
@@ -57,7 +60,18 @@ def _key(name: str) -> str:
 
 
 def tracking_uri(configured: str | None) -> str:
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The configured URI, else $MLFLOW_TRACKING_URI, else the local SQLite store. A URI
+    from the environment with a credential in it is refused (ConfigError) like one in the
+    config: the URI is printed, tagged and logged."""
+    if configured:
+        return configured
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    if from_env:
+        held = credential_in(from_env)
+        if held:
+            raise ConfigError(f"MLFLOW_TRACKING_URI: holds {held}, {TRACKING_SECRET_HINT}")
+        return from_env
+    return DEFAULT_TRACKING_URI
 
 
 class TrackingUnavailable(SynthpipeError):
@@ -89,11 +103,7 @@ def reachable_tracking_uri(
 
 
 def _redacted(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=f"***@{host}").geturl()
-    return uri
+    return redact(uri)
 
 
 def start_run(config, flow_run_id) -> RunTracker:
@@ -101,7 +111,10 @@ def start_run(config, flow_run_id) -> RunTracker:
     tracking.fallback_uri when its server is down), tagged with what the run is."""
     uri, unreachable = reachable_tracking_uri(config.tracking.uri, config.tracking.fallback_uri)
     if unreachable:
-        print(f"MLflow at {unreachable} is unreachable: logging to {uri} (tracking.fallback_uri)")
+        print(
+            f"MLflow at {redact(unreachable)} is unreachable: logging to {redact(uri)} "
+            "(tracking.fallback_uri)"
+        )
     return RunTracker(
         uri,
         config.tracking.experiment,
@@ -111,9 +124,46 @@ def start_run(config, flow_run_id) -> RunTracker:
             "synthpipe.generator": config.generator.name,
             "synthpipe.config_hash": config.digest(),
             "synthpipe.modality": config.data.modality,
-            **({"synthpipe.tracking_fallback_from": unreachable} if unreachable else {}),
+            **({"synthpipe.tracking_fallback_from": redact(unreachable)} if unreachable else {}),
         },
     )
+
+
+def private_local_store(uri: str) -> None:
+    """A local SQLite store is created owner-only (0600), or made so when this user owns it:
+    it holds every param, tag and metric of every run, as private as the run folder."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///") :])
+    if not path.name or str(path) == ":memory:":
+        return
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    _owner_only(path, 0o600)
+
+
+def private_artifact_root(location: str | None) -> None:
+    """An experiment's local artifact folder (e.g. ./mlruns/1: the logged model, the
+    expectation suite with real category values, plots) is owner-only (0700), so nothing
+    below it can be read by others."""
+    if not location:
+        return
+    if location.startswith("file:"):
+        location = urlsplit(location).path
+    elif "://" in location:
+        return  # a server's or a store's artifacts: their own access control
+    path = Path(location)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _owner_only(path, 0o700)
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    try:
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(mode)
+    except OSError:  # someone else's file: leave it, and let MLflow report what it can't do
+        pass
 
 
 class RunTracker:
@@ -121,10 +171,12 @@ class RunTracker:
 
     def __init__(self, uri: str | None, experiment: str, run_name: str, tags: dict[str, str]):
         self.uri = tracking_uri(uri)
+        private_local_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        private_artifact_root(self.client.get_experiment(experiment_id).artifact_location)
         self.run_id = self.client.create_run(
             experiment_id, run_name=run_name, tags=tags
         ).info.run_id
@@ -160,7 +212,8 @@ class RunTracker:
             self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        items = [RunTag(k, redact(str(v))) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=items)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
@@ -200,5 +253,5 @@ class RunTracker:
 
     def fail(self, error: BaseException) -> None:
         """Tag the run failed with its error, and end it."""
-        self.set_tags({"synthpipe.status": "failed", "synthpipe.error": str(error)[:5000]})
+        self.set_tags({"synthpipe.status": "failed", "synthpipe.error": redact(str(error))[:5000]})
         self.end("FAILED")
