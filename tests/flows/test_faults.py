@@ -126,7 +126,7 @@ _WRITER = textwrap.dedent(
     import sys
     import numpy as np
     import pyarrow as pa
-    from generators.data.tables import write_parquet_atomic
+    from generators.data.parquet import write_parquet_atomic
 
     rows = 3_000_000
     table = pa.table({f"c{i}": np.random.default_rng(i).random(rows) for i in range(8)})
