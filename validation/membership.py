@@ -52,6 +52,13 @@ from generators.data.schema import Schema
 from validation.distance import DistanceEncoder, nearest_neighbors
 
 FPR_LEVELS = (0.01, 0.001)
+# The gate: quarantine when any of the attack's figures (AUC and TPR at each FPR level, on
+# random and on outlier targets) has a p-value below MEMBERSHIP_ALPHA / (their number), so
+# an honest release (members and non-members alike) is quarantined by it in at most 0.1%
+# of runs (Bonferroni), while copies and 10%-perturbed copies give p < 1e-6.
+MEMBERSHIP_ALPHA = 0.001
+MIN_HOLDOUT_ROWS = 60
+SYNTHETIC_ROWS_PER_TARGET = 4
 ISOLATION_K = 5
 OUTLIER_SHARE = 0.1  # outliers: the region of the most isolated tenth of the non-members
 MIN_OUTLIER_TARGETS = 20
@@ -197,7 +204,8 @@ def density_membership_attack(
     """The density-ratio attack on random and on outlier targets: {"random": ..., "outliers": ...}.
 
     train, holdout, synthetic: frames with the schema's columns (identifier and text columns
-    are left out by the distance); each is subsampled (seeded) to at most max_rows rows.
+    are left out by the distance); each is subsampled (seeded) to at most max_rows rows
+    (the synthetic table to SYNTHETIC_ROWS_PER_TARGET times as many).
     The holdout is cut in three: reference rows that measure how isolated a target is,
     reference rows for the density ratio (kept apart, so that picking isolated targets does
     not raise their scores by itself), and the non-member targets. Outliers are the targets,
@@ -206,10 +214,9 @@ def density_membership_attack(
     the data for both, so a generator that generalises scores them alike. Same inputs and
     seed, same figures.
     """
-    if len(holdout) < 3 * MIN_OUTLIER_TARGETS:
+    if len(holdout) < MIN_HOLDOUT_ROWS:
         raise ValueError(
-            f"the density attack needs at least {3 * MIN_OUTLIER_TARGETS} holdout rows, "
-            f"got {len(holdout)}"
+            f"the density attack needs at least {MIN_HOLDOUT_ROWS} holdout rows, got {len(holdout)}"
         )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(holdout))[: 3 * max_rows]
@@ -217,7 +224,9 @@ def density_membership_attack(
     isolation_rows, reference_rows = order[:third], order[third : 2 * third]
     non_member_rows = order[2 * third :]
     member_rows = rng.permutation(len(train))[:max_rows]
-    synthetic_rows = rng.permutation(len(synthetic))[:max_rows]
+    # More synthetic rows than targets: a generator's mass near a member is what is looked
+    # for, and a subsample would hide most of it (the ratio's offset does not matter).
+    synthetic_rows = rng.permutation(len(synthetic))[: SYNTHETIC_ROWS_PER_TARGET * max_rows]
 
     encoder = DistanceEncoder.fit(train, schema)
     n_columns = encoder.n_columns
@@ -244,3 +253,20 @@ def density_membership_attack(
         seed + 1,
     )
     return results
+
+
+def membership_failures(results: dict[str, AttackResult]) -> list[str]:
+    """One readable line per target set whose smallest p-value passes the gate's bound."""
+    n_tests = sum(1 + len(r.tpr_p_value) for r in results.values())
+    bound = MEMBERSHIP_ALPHA / n_tests
+    failures = []
+    for name, result in results.items():
+        if result.min_p_value >= bound:
+            continue
+        tpr = result.tpr_at_fpr[str(FPR_LEVELS[0])]
+        failures.append(
+            f"density membership attack on {name} targets: AUC {result.auc:.3f}, TPR "
+            f"{tpr:.3f} at {FPR_LEVELS[0]:.0%} FPR (p = {result.min_p_value:.1e} < "
+            f"{bound:.1e}): the synthetic data is denser at training rows than at unseen ones"
+        )
+    return failures

@@ -45,6 +45,12 @@ from generators.data.values import MISSING
 from generators.errors import DataError
 from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
+from validation.membership import (
+    MEMBERSHIP_ALPHA,
+    MIN_HOLDOUT_ROWS,
+    density_membership_attack,
+    membership_failures,
+)
 from validation.report import Report
 from validation.text import TextPrivacy
 
@@ -367,6 +373,21 @@ def privacy_report(
                 f"{name.replace('_', ' ')} risk {risk.risk:.3f} (95% CI {risk.ci_low:.3f}-"
                 f"{risk.ci_high:.3f}) > {policy.attack_risk_max}"
             )
+    # Density-ratio membership inference (validation/membership.py): gated on exact null
+    # p-values, so an honest release is quarantined by it at most MEMBERSHIP_ALPHA of runs.
+    if len(holdout) >= MIN_HOLDOUT_ROWS:
+        attacked = density_membership_attack(
+            train, holdout, synthetic, schema, seed=seed, max_rows=min(policy.max_rows, 5000)
+        )
+        for result in attacked.values():
+            metrics.update(result.as_metrics("density_mia"))
+        details["density_mia"] = {name: r.as_dict() for name, r in attacked.items()}
+        details["density_mia"]["alpha"] = MEMBERSHIP_ALPHA
+        failures += membership_failures(attacked)
+    else:
+        details["density_mia"] = {
+            "skipped": f"needs {MIN_HOLDOUT_ROWS} holdout rows, got {len(holdout)}"
+        }
     return Report(
         name="privacy", passed=not failures, metrics=metrics, details=details, failures=failures
     )

@@ -51,8 +51,9 @@ def test_copy_of_training_data_fails_every_check(adult):
     assert report.metrics["ims"] == 1.0
     assert report.metrics["dcr_share"] > POLICY.dcr_share_max
     assert report.metrics["membership_auc"] > POLICY.membership_auc_max
-    for start in ("DCR share", "membership AUC", "identical match share"):
+    for start in ("DCR share", "membership AUC", "identical match share", "density membership"):
         assert any(line.startswith(start) for line in report.failures), start
+    assert report.metrics["density_mia.outliers.tpr_at_fpr_0.01_p_value"] < 1e-6
 
 
 def _perturb(frame: pd.DataFrame, share: float, rng: np.random.Generator) -> pd.DataFrame:
@@ -71,6 +72,9 @@ def test_copy_with_a_tenth_of_cells_perturbed_fails_on_dcr_share(adult):
     report = privacy_report(train, holdout, perturbed, schema, POLICY)
     assert report.metrics["dcr_share_ci_low"] > POLICY.dcr_share_max
     assert any("DCR share" in line for line in report.failures)
+    # flip10 keeps 90% of each row: the density attack finds members on both target sets.
+    attacked = [line for line in report.failures if line.startswith("density membership")]
+    assert len(attacked) == 2, report.failures
 
 
 def test_independent_real_sample_passes(adult):
@@ -79,6 +83,7 @@ def test_independent_real_sample_passes(adult):
     as_synthetic, reference = holdout.iloc[:half], holdout.iloc[half:].reset_index(drop=True)
     report = privacy_report(train, reference, as_synthetic.reset_index(drop=True), schema, POLICY)
     assert report.passed, report.failures
+    assert report.metrics["density_mia.random.auc_p_value"] > 1e-4
     # No memorisation: the DCR share's 95% interval contains 0.5.
     assert report.metrics["dcr_share_ci_low"] <= 0.5 <= report.metrics["dcr_share_ci_high"]
 
