@@ -96,14 +96,10 @@ def reachable_tracking_uri(
     if fallback:
         return tracking_uri(fallback), uri
     raise TrackingUnavailable(
-        f"tracking.uri: cannot reach the MLflow server at {_redacted(uri)} after {attempts} "
+        f"tracking.uri: cannot reach the MLflow server at {redact(uri)} after {attempts} "
         f"tries ({problem}); start it, fix tracking.uri, or set tracking.fallback_uri (e.g. "
         "sqlite:///mlflow.db) to log locally when it is down"
     )
-
-
-def _redacted(uri: str) -> str:
-    return redact(uri)
 
 
 def start_run(config, flow_run_id) -> RunTracker:
@@ -160,7 +156,8 @@ def private_artifact_root(location: str | None) -> None:
 
 def _owner_only(path: Path, mode: int) -> None:
     try:
-        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
             path.chmod(mode)
     except OSError:  # someone else's file: leave it, and let MLflow report what it can't do
         pass

@@ -111,8 +111,10 @@ def test_a_token_in_mlflow_tracking_uri_stops_the_run_unechoed(
             assert TOKEN.encode() not in file.read_bytes(), file
 
 
-def test_redaction_covers_tags_and_printed_fallback_messages():
-    from flows.tracking import _redacted
+def test_an_unreachable_server_message_does_not_repeat_its_token(monkeypatch):
+    import flows.tracking
 
-    assert TOKEN not in _redacted(f"https://{TOKEN}@host:5000/")
-    assert _redacted(f"https://{TOKEN}@host:5000/").startswith("https://***@host:5000")
+    monkeypatch.setattr(flows.tracking, "probe", lambda *args: "connection refused")
+    with pytest.raises(flows.tracking.TrackingUnavailable) as caught:
+        flows.tracking.reachable_tracking_uri(f"https://{TOKEN}@host:5000/", None, attempts=1)
+    assert TOKEN not in str(caught.value) and "https://***@host:5000" in str(caught.value)

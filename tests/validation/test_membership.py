@@ -12,9 +12,11 @@ from generators.data.schema import infer_schema, normalize_dtypes
 from tests.conftest import read_adult
 from validation.membership import (
     FPR_LEVELS,
+    auc_p_value,
     density_membership_attack,
     roc_auc,
     tpr_at_fpr,
+    tpr_p_value,
 )
 
 SEEDS = range(6)
@@ -92,8 +94,6 @@ def test_null_p_values_are_uniform_on_simulated_scores():
     small = {"auc": [], "0.01": [], "0.001": []}
     for _ in range(400):
         members, non_members = rng.normal(size=300), rng.normal(size=60)
-        from validation.membership import auc_p_value, tpr_p_value
-
         small["auc"].append(auc_p_value(roc_auc(members, non_members), 300, 60) < 0.05)
         for rate in FPR_LEVELS:
             tpr = tpr_at_fpr(members, non_members, rate)
