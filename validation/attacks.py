@@ -646,7 +646,7 @@ def _neighbours(
     out = []
     for frame in targets:
         queries = encoder.transform(frame[columns])
-        _, index = nearest_neighbors(queries, reference, k, n_columns=encoder.n_columns)
+        _, index = nearest_neighbors(queries, reference, k, **encoder.search)
         out.append(index)
     return out
 

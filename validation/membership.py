@@ -113,11 +113,12 @@ class AttackResult:
 
 
 def density_ratio_scores(
-    targets: np.ndarray, synthetic: np.ndarray, reference: np.ndarray, n_columns: int
+    targets: np.ndarray, synthetic: np.ndarray, reference: np.ndarray, search: dict[str, int]
 ) -> np.ndarray:
-    """log r_reference - log r_synthetic at each target (rows x features encodings)."""
-    r_syn, _ = nearest_neighbors(targets, synthetic, 1, n_columns=n_columns)
-    r_ref, _ = nearest_neighbors(targets, reference, 1, n_columns=n_columns)
+    """log r_reference - log r_synthetic at each target (rows x features encodings;
+    `search` is the encoder's DistanceEncoder.search)."""
+    r_syn, _ = nearest_neighbors(targets, synthetic, 1, **search)
+    r_ref, _ = nearest_neighbors(targets, reference, 1, **search)
     return np.log(r_ref[:, 0] + DISTANCE_FLOOR) - np.log(r_syn[:, 0] + DISTANCE_FLOOR)
 
 
@@ -229,20 +230,20 @@ def density_membership_attack(
     synthetic_rows = rng.permutation(len(synthetic))[: SYNTHETIC_ROWS_PER_TARGET * max_rows]
 
     encoder = DistanceEncoder.fit(train, schema)
-    n_columns = encoder.n_columns
+    search = encoder.search
     isolation_set = encoder.transform(holdout.iloc[isolation_rows])
     reference = encoder.transform(holdout.iloc[reference_rows])
     non_members = encoder.transform(holdout.iloc[non_member_rows])
     members = encoder.transform(train.iloc[member_rows])
     fake = encoder.transform(synthetic.iloc[synthetic_rows])
 
-    member_scores = density_ratio_scores(members, fake, reference, n_columns)
-    non_member_scores = density_ratio_scores(non_members, fake, reference, n_columns)
+    member_scores = density_ratio_scores(members, fake, reference, search)
+    non_member_scores = density_ratio_scores(non_members, fake, reference, search)
     results = {"random": evaluate(member_scores, non_member_scores, "random", seed)}
 
     k = min(ISOLATION_K, len(isolation_set))
-    member_isolation = nearest_neighbors(members, isolation_set, k, n_columns=n_columns)[0]
-    non_member_isolation = nearest_neighbors(non_members, isolation_set, k, n_columns=n_columns)[0]
+    member_isolation = nearest_neighbors(members, isolation_set, k, **search)[0]
+    non_member_isolation = nearest_neighbors(non_members, isolation_set, k, **search)[0]
     member_isolation, non_member_isolation = member_isolation[:, -1], non_member_isolation[:, -1]
     n_outliers = max(MIN_OUTLIER_TARGETS, round(OUTLIER_SHARE * len(non_members)))
     threshold = np.sort(non_member_isolation)[::-1][min(n_outliers, len(non_members)) - 1]

@@ -101,12 +101,10 @@ def privacy_metrics(
     x_train = encoder.transform(train_sample)
     x_holdout = encoder.transform(holdout_sample)
     x_synthetic = encoder.transform(synthetic_sample)
-    n_columns = encoder.n_columns
+    search = encoder.search
 
-    syn_to_train, _ = nearest_neighbors(x_synthetic, x_train, 2, n_columns=n_columns, device=device)
-    syn_to_holdout, _ = nearest_neighbors(
-        x_synthetic, x_holdout, 2, n_columns=n_columns, device=device
-    )
+    syn_to_train, _ = nearest_neighbors(x_synthetic, x_train, 2, **search, device=device)
+    syn_to_holdout, _ = nearest_neighbors(x_synthetic, x_holdout, 2, **search, device=device)
     closer = (syn_to_train[:, 0] < syn_to_holdout[:, 0]).mean()
     ties = (syn_to_train[:, 0] == syn_to_holdout[:, 0]).mean()
     dcr_share = float(closer + 0.5 * ties)
@@ -120,7 +118,7 @@ def privacy_metrics(
     uniform = UniformGenerator().fit(train[measured.names], measured, seed=seed)
     random_rows = uniform.sample(len(synthetic_sample), seed=seed)
     random_to_train, _ = nearest_neighbors(
-        encoder.transform(random_rows), x_train, 1, n_columns=n_columns, device=device
+        encoder.transform(random_rows), x_train, 1, **search, device=device
     )
     median_random = float(np.median(random_to_train[:, 0]))
     baseline_protection = (
@@ -128,10 +126,8 @@ def privacy_metrics(
     )
 
     # Membership: members are training rows, non-members holdout rows, equal numbers.
-    train_to_syn, _ = nearest_neighbors(x_train, x_synthetic, 1, n_columns=n_columns, device=device)
-    holdout_to_syn, _ = nearest_neighbors(
-        x_holdout, x_synthetic, 1, n_columns=n_columns, device=device
-    )
+    train_to_syn, _ = nearest_neighbors(x_train, x_synthetic, 1, **search, device=device)
+    holdout_to_syn, _ = nearest_neighbors(x_holdout, x_synthetic, 1, **search, device=device)
     labels = np.r_[np.ones(len(x_train)), np.zeros(len(x_holdout))]
     scores = -np.r_[train_to_syn[:, 0], holdout_to_syn[:, 0]]
     membership_auc = float(roc_auc_score(labels, scores))

@@ -63,7 +63,7 @@ class SimilarityFilter:
             self.encoder.transform(holdout),
             self.train_features,
             1,
-            n_columns=self.encoder.n_columns,
+            **self.encoder.search,
         )
         self.threshold = float(np.quantile(holdout_distances[:, 0], quantile))
 
@@ -72,7 +72,7 @@ class SimilarityFilter:
             self.encoder.transform(synthetic),
             self.train_features,
             1,
-            n_columns=self.encoder.n_columns,
+            **self.encoder.search,
         )
         return distances[:, 0] < self.threshold
 
