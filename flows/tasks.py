@@ -235,7 +235,10 @@ def sample(model_dir: Path, data: Prepared, config: RunConfig) -> Sampled:
     """Draw synthetic rows from the saved generator: data.units_to_sample of them, or each
     condition's rows (natively where the generator can condition, else by rejection);
     through the similarity filter when set, keeping only rows that obey the constraints."""
-    generator = load_generator(model_dir)
+    # The model this run has just trained into its own owner-only staging folder: the
+    # class comes from the config, and unpickling (SDV's models) is trusted here.
+    expected = generator_class(config.generator.name, config.data.modality)
+    generator = load_generator(model_dir, expected=expected, allow_pickle=True)
     seed, constraints = config.sample_seed, data.constraints
     if data.conditions:
         conditioned = sample_conditioned(generator, data.conditions, seed, constraints=constraints)

@@ -364,12 +364,22 @@ class Generator(ABC):
         self._save(path)
 
     @classmethod
-    def load(cls, path: Path) -> Self:
-        """Read a generator written by `save`."""
+    def load(cls, path: Path, *, allow_pickle: bool = False) -> Self:
+        """Read a generator written by `save`.
+
+        A class that unpickles its state (`unpickles_on_load`: SDV's synthesizers) is
+        refused unless the caller passes `allow_pickle=True`, saying it trusts whoever could
+        write the folder: a pickle runs code as it loads."""
         path = Path(path)
         meta = json.loads((path / GENERATOR_FILE).read_text())
         if meta["name"] != cls.name:
             raise DataError(f"{path} holds a '{meta['name']}' generator, not '{cls.name}'")
+        if cls.unpickles_on_load and not allow_pickle:
+            raise DataError(
+                f"{path}: a '{cls.name}' model is saved as a pickle, which runs code as it "
+                "loads, and was not loaded; load it only from a store you trust, and then "
+                "opt in (synthpipe sample --allow-pickle, or allow_pickle=True)"
+            )
         device = meta["device"]
         if device == "cuda" and not torch.cuda.is_available():
             # Trained on a GPU worker, loaded where there is none (a CPU server, a laptop):
