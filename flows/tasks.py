@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -154,11 +155,38 @@ def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.Data
 def split(
     frame: pd.DataFrame, config: RunConfig, modality: Modality
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/holdout split; the holdout never reaches the generator."""
+    """Seeded train/holdout split; the holdout never reaches the generator. A split too
+    small for the privacy checks stops here, before any training."""
     try:
-        return modality.split(frame, config)
+        train, holdout = modality.split(frame, config)
     except DataError as error:  # the split knows the rows, not the file they came from
         raise DataError(f"{config.data.path}: {error}") from None
+    check_enough_for_privacy(
+        modality.units(train, config), modality.units(holdout, config), config, modality
+    )
+    return train, holdout
+
+
+def check_enough_for_privacy(
+    train_units: int, holdout_units: int, config: RunConfig, modality: Modality
+) -> None:
+    """The privacy check compares at least `modality.privacy_min_units` training and holdout
+    units (rows; entities of a sequence): a smaller split is a DataError naming the file,
+    before training, not a failure after it. Nothing to check with privacy off."""
+    least = modality.privacy_min_units
+    if not config.privacy.enabled or min(train_units, holdout_units) >= least:
+        return
+    fraction = config.data.holdout_fraction
+    unit = modality.unit_name
+    # round(fraction * n) units are held out; both parts need `least`.
+    needed = math.ceil(least / min(fraction, 1 - fraction))
+    raise DataError(
+        f"{config.data.path}: {train_units + holdout_units} {unit} split into "
+        f"{train_units} for training and {holdout_units} held out (data.holdout_fraction "
+        f"{fraction}); the privacy checks need at least {least} of each: give about "
+        f"{needed} {unit} or more, change data.holdout_fraction, or turn the privacy checks "
+        "off (privacy.enabled: false)"
+    )
 
 
 @task(cache_policy=NO_CACHE)
