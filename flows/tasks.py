@@ -26,7 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import DataConfig, RunConfig
-from flows.modalities import Fitted, Modality, Prepared, Sampled
+from flows.modalities import Fitted, Modality, Prepared, Sampled, modality_of
 from flows.run_folder import (
     CONFIG_FILE,
     EXPECTATIONS_DIR,
@@ -148,6 +148,7 @@ def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.Data
             f"{data.path}: {len(source)} training and {len(holdout)} holdout rows; data.stream "
             "needs more rows (or a larger data.holdout_fraction)"
         )
+    check_enough_for_privacy(len(train), len(holdout), config, modality_of(config))
     return source, cast_to_schema(train, schema), holdout, schema
 
 
