@@ -418,18 +418,26 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _job_variables(items: list[str]) -> dict:
+    """`--job-variable KEY=VALUE` items as {key: value}, each value read as YAML by the
+    strict loader (a repeated key or an alias bomb is a ConfigError naming the option);
+    a value that is not valid YAML is kept as the text given."""
     import yaml
+
+    from flows.yaml_strict import load_yaml
 
     variables = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise SynthpipeError(
-                f"--job-variable {item!r}: expected KEY=VALUE, e.g. image=registry/synthpipe:1"
+                f"--job-variable {item[:80]!r}: expected KEY=VALUE, e.g. image=registry/synthpipe:1"
             )
         try:
-            variables[key.strip()] = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
+            variables[key.strip()] = (
+                load_yaml(text, f"--job-variable {key.strip()}") if text else ""
+            )
+        except (yaml.YAMLError, ValueError, TypeError):
+            # e.g. "a: b: c", or the date 2001-02-30 that PyYAML parses but cannot build
             variables[key.strip()] = text
     return variables
 
