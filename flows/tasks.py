@@ -246,6 +246,13 @@ def fit(
         generator.fit(
             train, data.model_schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir
         )
+    # Fresh ids start past every real id, the holdout's too, so none equals a real one.
+    if stream is not None:
+        ids = data.model_schema.names_of("id")
+        holdout = stream.holdout_part().select(ids, data.model_schema)
+        generator.reserve_ids(holdout.scan(config.data.stream.chunk_rows) if ids else [])
+    else:
+        generator.reserve_ids(data.holdout)
     generator.save(folder.generator)
     modality.after_fit(generator, folder)
     if checkpoint_dir is not None:

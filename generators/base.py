@@ -15,7 +15,7 @@ import random
 import threading
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -344,6 +344,21 @@ class Generator(ABC):
             if name in frame.columns:
                 frame[name] = fresh_ids(id_start + offset, len(frame), self.schema_[name].dtype)
         return frame
+
+    def reserve_ids(self, frames: pd.DataFrame | Iterable[pd.DataFrame]) -> Self:
+        """Fresh identifiers also start past the largest in `frames` (a frame, or batches of
+        one): real rows the model did not train on, such as the holdout. With every real row
+        reserved, fresh ids are past every real id, so none can equal one. Returns self."""
+        if self.schema_ is None:
+            raise NotFittedError(f"{self.name}: call fit() before reserve_ids()")
+        for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
+            self._reserve_ids_of(frame)
+        return self
+
+    def _reserve_ids_of(self, frame: pd.DataFrame) -> None:
+        for name, id_start in self._id_starts.items():
+            if name in frame.columns:
+                self._id_starts[name] = max(id_start, first_fresh_id(frame[name]))
 
     def save(self, path: Path) -> None:
         """Write the generator to folder `path`: parameters, schema and model state."""
