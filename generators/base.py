@@ -36,6 +36,9 @@ Device = Literal["auto", "cpu", "cuda"]
 # Large samples are drawn in shards of this many rows, each with its own derived seed, so
 # memory stays bounded and the output for a given (n, seed) never depends on the machine.
 SAMPLE_SHARD_ROWS = 100_000
+# The most rows one sample (a run's sample.rows, one `sample` call) may ask for: far below
+# FRESH_ID_ROOM, so fresh ids always fit; a larger number is a typo more often than a plan.
+MAX_SAMPLE_ROWS = 1_000_000_000
 GENERATOR_FILE = "generator.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 SCHEMA_FILE = "schema.json"
@@ -273,8 +276,10 @@ class Generator(ABC):
         """Draw `n` rows with the fitted schema's columns, order and dtypes."""
         if self.schema_ is None:
             raise NotFittedError(f"{self.name}: call fit() before sample()")
-        if not isinstance(n, int | np.integer) or n <= 0:
-            raise DataError(f"sample.rows must be a positive integer, got {n!r}")
+        if not isinstance(n, int | np.integer) or not 0 < n <= MAX_SAMPLE_ROWS:
+            raise DataError(
+                f"sample.rows must be a positive integer of at most {MAX_SAMPLE_ROWS:,}, got {n!r}"
+            )
         shards = []
         with tqdm(
             total=n, unit="rows", desc=f"sampling {self.name}", disable=n <= SAMPLE_SHARD_ROWS

@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 
 from flows.cli import EXIT_FAILED, SAMPLE_MAX_ROWS, main
+from flows.config import parse_config
 from flows.model import ALLOW_PICKLE_ENV, GENERATOR_ARTIFACT, SynthesizerModel
-from generators.base import GENERATOR_FILE
+from generators.base import GENERATOR_FILE, MAX_SAMPLE_ROWS
 from generators.baselines import UniformGenerator
 from generators.data.schema import infer_schema
-from generators.errors import DataError
+from generators.errors import ConfigError, DataError
 from generators.table.sdv import SDV_FILE
 from validation.expectations import build_suite
 
@@ -213,3 +214,18 @@ def test_validate_with_a_missing_table_names_the_argument(table, suite_and_table
     code = main(["validate", str(suite), str(path)])
     line = _one_error_line(capsys)
     assert code == EXIT_FAILED and f"{path}: table file" in line and "data.path" not in line
+
+
+@pytest.mark.parametrize("rows", [MAX_SAMPLE_ROWS + 1, 10**15])
+def test_a_run_asking_for_more_rows_than_the_bound_fails_naming_sample_rows(rows, tmp_path):
+    with pytest.raises(ConfigError, match=r"sample\.rows: Input should be less than or equal"):
+        parse_config({"name": "run", "data": {"path": "t.csv"}, "sample": {"rows": rows}})
+    # The bound itself is a valid config, and the Python API refuses past it too.
+    config = parse_config(
+        {"name": "run", "data": {"path": "t.csv"}, "sample": {"rows": MAX_SAMPLE_ROWS}}
+    )
+    assert config.sample.rows == MAX_SAMPLE_ROWS
+    frame = _frame()
+    generator = UniformGenerator(device="cpu").fit(frame, infer_schema(frame), seed=0)
+    with pytest.raises(DataError, match=f"at most {MAX_SAMPLE_ROWS:,}"):
+        generator.sample(rows, seed=0)
