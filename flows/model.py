@@ -103,7 +103,15 @@ def _run_id_of(client: mlflow.MlflowClient, model_uri: str) -> str | None:
     if "@" in name:
         name, alias = name.split("@", 1)
         return client.get_model_version_by_alias(name, alias).run_id
-    return client.get_model_version(name, rest.split("/")[0]).run_id if rest else None
+    version = rest.split("/")[0]
+    if not version:
+        return None
+    if version == "latest":  # MLflow's models:/NAME/latest: the highest version number
+        found = client.search_model_versions(f"name = '{name}'")
+        if not found:
+            return None  # the download names the missing model
+        return max(found, key=lambda v: int(v.version)).run_id
+    return client.get_model_version(name, version).run_id
 
 
 def _trained_class(client: mlflow.MlflowClient, run_id: str | None) -> type[Generator] | None:

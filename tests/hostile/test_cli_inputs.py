@@ -85,7 +85,9 @@ def _one_error_line(capsys) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("model", ["models:/victim@published", "models:/victim/1", "runs"])
+@pytest.mark.parametrize(
+    "model", ["models:/victim@published", "models:/victim/1", "models:/victim/latest", "runs"]
+)
 @pytest.mark.parametrize("allow_pickle", [False, True])
 def test_sample_refuses_a_tampered_model_without_running_its_code(
     model, allow_pickle, tampered_store, tmp_path, capsys
