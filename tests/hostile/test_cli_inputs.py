@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import flows.model
 from flows.cli import EXIT_FAILED, SAMPLE_MAX_ROWS, main
 from flows.config import parse_config
-from flows.model import ALLOW_PICKLE_ENV, GENERATOR_ARTIFACT, SynthesizerModel
+from flows.model import ALLOW_PICKLE_ENV, GENERATOR_ARTIFACT, SIGNATURE, SynthesizerModel
+from flows.tracking import CODE_PATHS
 from generators.base import GENERATOR_FILE, MAX_SAMPLE_ROWS
 from generators.baselines import UniformGenerator
 from generators.data.schema import infer_schema
@@ -58,24 +60,33 @@ def _tampered_folder(folder: Path, marker: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tampered_store(tmp_path_factory):
-    """An MLflow store whose run trained `uniform` (its params say so) and whose registered
-    model `victim@published` holds the tampered folder. Returns (tracking URI, run id,
-    the marker file the pickle would create)."""
+    """An MLflow store holding a pyfunc model logged as the flow logs it, registered as
+    `victim@published`, whose run trained `uniform` (its params say so) and whose generator
+    folder was then tampered with. Returns (tracking URI, run id, the marker file the pickle
+    would create)."""
     tmp_path = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    experiment = client.create_experiment("hostile", artifact_location=str(tmp_path / "mlruns"))
-    run = client.create_run(experiment)
-    client.log_param(run.info.run_id, "generator.name", "uniform")
-    client.log_param(run.info.run_id, "data.modality", "table")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.MlflowClient().create_experiment(
+        "hostile", artifact_location=str(tmp_path / "mlruns")
+    )
     folder = _tampered_folder(tmp_path / GENERATOR_ARTIFACT, tmp_path / "ran")
-    client.log_artifacts(run.info.run_id, str(folder), f"generator/artifacts/{GENERATOR_ARTIFACT}")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model("victim")
-    source = f"{run.info.artifact_uri}/generator"
-    version = client.create_model_version("victim", source, run_id=run.info.run_id)
-    client.set_registered_model_alias("victim", "published", version.version)
-    return uri, run.info.run_id, tmp_path / "ran"
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_params({"generator.name": "uniform", "data.modality": "table"})
+        info = mlflow.pyfunc.log_model(
+            name="generator",
+            python_model=str(Path(flows.model.__file__).with_name("pyfunc_entry.py")),
+            artifacts={GENERATOR_ARTIFACT: str(folder)},
+            signature=SIGNATURE,
+            pip_requirements=[],
+            registered_model_name="victim",
+            code_paths=CODE_PATHS,
+        )
+    version = info.registered_model_version
+    mlflow.MlflowClient().set_registered_model_alias("victim", "published", str(version))
+    yield uri, run.info.run_id, tmp_path / "ran"
+    mlflow.set_tracking_uri(previous)
 
 
 def _one_error_line(capsys) -> str:
