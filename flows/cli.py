@@ -286,12 +286,12 @@ def _sample(args: argparse.Namespace) -> int:
         from flows.model import load_logged_generator
         from flows.tracking import tracking_uri
         from generators.data.parquet import write_parquet
-        from generators.data.remote import filesystem, is_remote
+        from generators.data.remote import filesystem, is_remote, local_path
 
         if is_remote(args.output):  # a missing package or a bad URL fails before any work
             filesystem(args.output, "--output")
-        else:
-            _check_writable_file(Path(args.output), "--output")
+        else:  # a path or a file:// URL
+            _check_writable_file(Path(local_path(args.output)), "--output")
         mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
         generator = load_logged_generator(args.model_uri, allow_pickle=args.allow_pickle)
         frame = generator.sample(args.rows, seed=args.seed)

@@ -242,3 +242,10 @@ def test_a_run_asking_for_more_rows_than_the_bound_fails_naming_sample_rows(rows
     generator = UniformGenerator(device="cpu").fit(frame, infer_schema(frame), seed=0)
     with pytest.raises(DataError, match=f"at most {MAX_SAMPLE_ROWS:,}"):
         generator.sample(rows, seed=0)
+
+
+def test_sample_output_as_a_file_url_of_a_folder_fails_before_loading(tmp_path, capsys):
+    url = tmp_path.as_uri()
+    code = main(["sample", "models:/absent/1", "--rows", "5", "--output", url])
+    line = _one_error_line(capsys)
+    assert code == EXIT_FAILED and "is a folder" in line
