@@ -22,6 +22,9 @@ from generators.data.secrets import redact
 from generators.errors import SynthpipeError
 
 EXIT_FAILED, EXIT_QUARANTINED = 1, 3
+# `sample` draws its rows in memory (about rows x columns x 8 bytes, more for text) before
+# writing one Parquet file; larger samples belong in a run with sample.shard_rows.
+SAMPLE_MAX_ROWS = 10_000_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument(
         "model_uri", help="e.g. models:/adult/1, models:/adult@published, runs:/<id>/generator"
     )
-    sample.add_argument("--rows", type=int, required=True)
+    sample.add_argument(
+        "--rows",
+        type=int,
+        required=True,
+        help=f"rows to draw, at most {SAMPLE_MAX_ROWS:,} (they are held in memory)",
+    )
+    sample.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also load models saved as pickles (SDV's gaussian_copula, ctgan, tvae, "
+        "copulagan, par), which run code as they load: only from a store you trust",
+    )
     sample.add_argument(
         "--output", required=True, help="Parquet file to write: a path or an fsspec URL"
     )
@@ -261,24 +275,25 @@ def _prefect_api_problem(attempts: int = 3) -> str | None:
 
 def _sample(args: argparse.Namespace) -> int:
     try:
-        if args.rows <= 0:
-            raise SynthpipeError(f"--rows must be a positive integer, got {args.rows}")
+        if not 0 < args.rows <= SAMPLE_MAX_ROWS:
+            raise SynthpipeError(
+                f"--rows must be a positive integer of at most {SAMPLE_MAX_ROWS:,} (the rows "
+                f"are drawn in memory), got {args.rows:,}; for more, run a config with "
+                "sample.rows and sample.shard_rows"
+            )
         import mlflow
 
+        from flows.model import load_logged_generator
         from flows.tracking import tracking_uri
         from generators.data.parquet import write_parquet
-        from generators.data.remote import filesystem, is_remote
+        from generators.data.remote import filesystem, is_remote, local_path
 
         if is_remote(args.output):  # a missing package or a bad URL fails before any work
             filesystem(args.output, "--output")
+        else:  # a path or a file:// URL
+            _check_writable_file(Path(local_path(args.output)), "--output")
         mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
-        try:
-            model = mlflow.pyfunc.load_model(args.model_uri)
-        except mlflow.exceptions.MlflowException as error:
-            raise SynthpipeError(
-                f"{args.model_uri}: cannot load model ({str(error).splitlines()[0]})"
-            ) from None
-        generator = model.unwrap_python_model().generator
+        generator = load_logged_generator(args.model_uri, allow_pickle=args.allow_pickle)
         frame = generator.sample(args.rows, seed=args.seed)
         metadata = {
             "synthpipe.model_uri": args.model_uri,
@@ -292,25 +307,58 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable_file(path: Path, option: str) -> None:
+    """`path` can be written as a file: not a folder, and its parent exists or can be made
+    (checked before any work, so a mistyped path costs nothing)."""
+    if path.is_dir():
+        raise SynthpipeError(f"{option} {path}: is a folder; give a file path inside it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SynthpipeError(f"{option} {path}: {parent} is a file, not a folder")
+
+
 def _validate(args: argparse.Namespace) -> int:
     """Exit 0 when every check passes, 3 when some fail, 1 on bad input."""
     from generators.data.tables import read_table
     from validation.expectations import load_suite, validate_table
 
     try:
+        if args.docs:
+            _check_writable_file(args.docs, "--docs")
         suite = load_suite(args.suite)
+        if not any(char in str(args.table) for char in "*?[") and not args.table.is_file():
+            state = "is a folder" if args.table.is_dir() else "not found"
+            raise SynthpipeError(
+                f"{args.table}: table file {state}; give a Parquet, CSV or "
+                "JSON Lines file (or a glob of them)"
+            )
         frame, _ = read_table(str(args.table))
         validation = validate_table(frame, suite)
+        if args.docs:
+            _write_text_atomic(args.docs, validation.html, "--docs")
     except SynthpipeError as error:
         return _fail(error, as_json=False, generator=None)
-    if args.docs:
-        args.docs.write_text(validation.html)
     report = validation.report
     if args.json:
         print(json.dumps(report.to_dict(), default=str))
     else:
         print(report.to_markdown())
     return 0 if report.passed else EXIT_QUARANTINED
+
+
+def _write_text_atomic(path: Path, text: str, option: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: all of it or nothing."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text)
+        temporary.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise SynthpipeError(f"{option} {path}: cannot write ({error.strerror or error})") from None
 
 
 def _generators(args: argparse.Namespace) -> int:
@@ -370,18 +418,26 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _job_variables(items: list[str]) -> dict:
+    """`--job-variable KEY=VALUE` items as {key: value}, each value read as YAML by the
+    strict loader (a repeated key or an alias bomb is a ConfigError naming the option);
+    a value that is not valid YAML is kept as the text given."""
     import yaml
+
+    from flows.yaml_strict import load_yaml
 
     variables = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise SynthpipeError(
-                f"--job-variable {item!r}: expected KEY=VALUE, e.g. image=registry/synthpipe:1"
+                f"--job-variable {item[:80]!r}: expected KEY=VALUE, e.g. image=registry/synthpipe:1"
             )
         try:
-            variables[key.strip()] = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
+            variables[key.strip()] = (
+                load_yaml(text, f"--job-variable {key.strip()}") if text else ""
+            )
+        except (yaml.YAMLError, ValueError, TypeError):
+            # e.g. "a: b: c", or the date 2001-02-30 that PyYAML parses but cannot build
             variables[key.strip()] = text
     return variables
 

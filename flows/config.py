@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from flows.yaml_strict import load_yaml
-from generators.base import validate_params
+from generators.base import MAX_SAMPLE_ROWS, validate_params
 from generators.data.remote import check_url, credential_in, is_remote, is_url
 from generators.data.schema import Kind
 from generators.errors import ConfigError
@@ -161,7 +161,12 @@ class GeneratorConfig(Strict):
 
 
 class SampleConfig(Strict):
-    rows: int | None = Field(None, gt=0, description="default: as many rows as the training set")
+    rows: int | None = Field(
+        None,
+        gt=0,
+        le=MAX_SAMPLE_ROWS,
+        description="default: as many rows as the training set; at most 1,000,000,000",
+    )
     seed: int | None = Field(None, ge=0, lt=2**32, description="default: the run's seed")
     shard_rows: int | None = Field(
         None,

@@ -39,7 +39,8 @@ def sample_part(
     """Rows [start, start + rows) of a sharded sample, written as one Parquet part.
 
     Identifiers continue from `start`, so they are distinct across parts."""
-    generator = load_generator(model_dir)
+    # The run's own freshly trained model in its owner-only staging folder (see tasks.sample).
+    generator = load_generator(model_dir, allow_pickle=True)
     frame = generator.reissue_ids(generator.sample(rows, seed=shard_seed(seed, index)), start)
     return write_parquet(schema.to_arrow(frame), parts_dir / f"part-{index:05d}.parquet", metadata)
 

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import DataConfig, RunConfig
-from flows.modalities import Fitted, Modality, Prepared, Sampled
+from flows.modalities import Fitted, Modality, Prepared, Sampled, modality_of
 from flows.run_folder import (
     CONFIG_FILE,
     EXPECTATIONS_DIR,
@@ -147,6 +148,7 @@ def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.Data
             f"{data.path}: {len(source)} training and {len(holdout)} holdout rows; data.stream "
             "needs more rows (or a larger data.holdout_fraction)"
         )
+    check_enough_for_privacy(len(train), len(holdout), config, modality_of(config))
     return source, cast_to_schema(train, schema), holdout, schema
 
 
@@ -154,11 +156,38 @@ def open_stream(config: RunConfig) -> tuple[ParquetSource, pd.DataFrame, pd.Data
 def split(
     frame: pd.DataFrame, config: RunConfig, modality: Modality
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/holdout split; the holdout never reaches the generator."""
+    """Seeded train/holdout split; the holdout never reaches the generator. A split too
+    small for the privacy checks stops here, before any training."""
     try:
-        return modality.split(frame, config)
+        train, holdout = modality.split(frame, config)
     except DataError as error:  # the split knows the rows, not the file they came from
         raise DataError(f"{config.data.path}: {error}") from None
+    check_enough_for_privacy(
+        modality.units(train, config), modality.units(holdout, config), config, modality
+    )
+    return train, holdout
+
+
+def check_enough_for_privacy(
+    train_units: int, holdout_units: int, config: RunConfig, modality: Modality
+) -> None:
+    """The privacy check compares at least `modality.privacy_min_units` training and holdout
+    units (rows; entities of a sequence): a smaller split is a DataError naming the file,
+    before training, not a failure after it. Nothing to check with privacy off."""
+    least = modality.privacy_min_units
+    if not config.privacy.enabled or min(train_units, holdout_units) >= least:
+        return
+    fraction = config.data.holdout_fraction
+    unit = modality.unit_name
+    # round(fraction * n) units are held out; both parts need `least`.
+    needed = math.ceil(least / min(fraction, 1 - fraction))
+    raise DataError(
+        f"{config.data.path}: {train_units + holdout_units} {unit} split into "
+        f"{train_units} for training and {holdout_units} held out (data.holdout_fraction "
+        f"{fraction}); the privacy checks need at least {least} of each: give about "
+        f"{needed} {unit} or more, change data.holdout_fraction, or turn the privacy checks "
+        "off (privacy.enabled: false)"
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -217,6 +246,13 @@ def fit(
         generator.fit(
             train, data.model_schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir
         )
+    # Fresh ids start past every real id, the holdout's too, so none equals a real one.
+    if stream is not None:
+        ids = data.model_schema.names_of("id")
+        holdout = stream.holdout_part().select(ids, data.model_schema)
+        generator.reserve_ids(holdout.scan(config.data.stream.chunk_rows) if ids else [])
+    else:
+        generator.reserve_ids(data.holdout)
     generator.save(folder.generator)
     modality.after_fit(generator, folder)
     if checkpoint_dir is not None:
@@ -235,7 +271,10 @@ def sample(model_dir: Path, data: Prepared, config: RunConfig) -> Sampled:
     """Draw synthetic rows from the saved generator: data.units_to_sample of them, or each
     condition's rows (natively where the generator can condition, else by rejection);
     through the similarity filter when set, keeping only rows that obey the constraints."""
-    generator = load_generator(model_dir)
+    # The model this run has just trained into its own owner-only staging folder: the
+    # class comes from the config, and unpickling (SDV's models) is trusted here.
+    expected = generator_class(config.generator.name, config.data.modality)
+    generator = load_generator(model_dir, expected=expected, allow_pickle=True)
     seed, constraints = config.sample_seed, data.constraints
     if data.conditions:
         conditioned = sample_conditioned(generator, data.conditions, seed, constraints=constraints)

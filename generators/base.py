@@ -15,7 +15,7 @@ import random
 import threading
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -36,6 +36,9 @@ Device = Literal["auto", "cpu", "cuda"]
 # Large samples are drawn in shards of this many rows, each with its own derived seed, so
 # memory stays bounded and the output for a given (n, seed) never depends on the machine.
 SAMPLE_SHARD_ROWS = 100_000
+# The most rows one sample (a run's sample.rows, one `sample` call) may ask for: far below
+# FRESH_ID_ROOM, so fresh ids always fit; a larger number is a typo more often than a plan.
+MAX_SAMPLE_ROWS = 1_000_000_000
 GENERATOR_FILE = "generator.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 SCHEMA_FILE = "schema.json"
@@ -273,8 +276,10 @@ class Generator(ABC):
         """Draw `n` rows with the fitted schema's columns, order and dtypes."""
         if self.schema_ is None:
             raise NotFittedError(f"{self.name}: call fit() before sample()")
-        if not isinstance(n, int | np.integer) or n <= 0:
-            raise DataError(f"sample.rows must be a positive integer, got {n!r}")
+        if not isinstance(n, int | np.integer) or not 0 < n <= MAX_SAMPLE_ROWS:
+            raise DataError(
+                f"sample.rows must be a positive integer of at most {MAX_SAMPLE_ROWS:,}, got {n!r}"
+            )
         shards = []
         with tqdm(
             total=n, unit="rows", desc=f"sampling {self.name}", disable=n <= SAMPLE_SHARD_ROWS
@@ -345,6 +350,21 @@ class Generator(ABC):
                 frame[name] = fresh_ids(id_start + offset, len(frame), self.schema_[name].dtype)
         return frame
 
+    def reserve_ids(self, frames: pd.DataFrame | Iterable[pd.DataFrame]) -> Self:
+        """Fresh identifiers also start past the largest in `frames` (a frame, or batches of
+        one): real rows the model did not train on, such as the holdout. With every real row
+        reserved, fresh ids are past every real id, so none can equal one. Returns self."""
+        if self.schema_ is None:
+            raise NotFittedError(f"{self.name}: call fit() before reserve_ids()")
+        for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
+            self._reserve_ids_of(frame)
+        return self
+
+    def _reserve_ids_of(self, frame: pd.DataFrame) -> None:
+        for name, id_start in self._id_starts.items():
+            if name in frame.columns:
+                self._id_starts[name] = max(id_start, first_fresh_id(frame[name]))
+
     def save(self, path: Path) -> None:
         """Write the generator to folder `path`: parameters, schema and model state."""
         if self.schema_ is None:
@@ -364,12 +384,22 @@ class Generator(ABC):
         self._save(path)
 
     @classmethod
-    def load(cls, path: Path) -> Self:
-        """Read a generator written by `save`."""
+    def load(cls, path: Path, *, allow_pickle: bool = False) -> Self:
+        """Read a generator written by `save`.
+
+        A class that unpickles its state (`unpickles_on_load`: SDV's synthesizers) is
+        refused unless the caller passes `allow_pickle=True`, saying it trusts whoever could
+        write the folder: a pickle runs code as it loads."""
         path = Path(path)
         meta = json.loads((path / GENERATOR_FILE).read_text())
         if meta["name"] != cls.name:
             raise DataError(f"{path} holds a '{meta['name']}' generator, not '{cls.name}'")
+        if cls.unpickles_on_load and not allow_pickle:
+            raise DataError(
+                f"{path}: a '{cls.name}' model is saved as a pickle, which runs code as it "
+                "loads, and was not loaded; load it only from a store you trust, and then "
+                "opt in (synthpipe sample --allow-pickle, or allow_pickle=True)"
+            )
         device = meta["device"]
         if device == "cuda" and not torch.cuda.is_available():
             # Trained on a GPU worker, loaded where there is none (a CPU server, a laptop):

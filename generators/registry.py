@@ -116,10 +116,35 @@ def make_generator(
     return generator_class(name, modality)(device=device, **context, **(params or {}))
 
 
-def load_generator(path: Path) -> Generator:
-    """Load any saved generator; its folder says which class it is."""
+def load_generator(
+    path: Path,
+    *,
+    expected: type[Generator] | None = None,
+    allow_pickle: bool = False,
+) -> Generator:
+    """Load a saved generator.
+
+    The folder's `generator.json` names its class, but the folder may have been edited, so
+    it never chooses a loader that runs code on its own: `expected` (the class the caller
+    knows from elsewhere: the run's config or its MLflow params) must match it when given,
+    and a class that unpickles (`unpickles_on_load`) loads only with `allow_pickle=True`.
+    """
     meta_file = Path(path) / GENERATOR_FILE
     if not meta_file.is_file():
         raise DataError(f"{path}: not a saved generator (no {GENERATOR_FILE})")
-    meta = json.loads(meta_file.read_text())
-    return generator_class(meta["name"], meta.get("modality", "table")).load(path)
+    try:
+        meta = json.loads(meta_file.read_text())
+        name, modality = meta["name"], meta.get("modality", "table")
+    except (ValueError, TypeError, KeyError) as error:
+        raise DataError(
+            f"{meta_file}: not a generator description ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:160]}); re-train or re-save the model"
+        ) from None
+    if expected is not None and (name, modality) != (expected.name, expected.modality):
+        raise DataError(
+            f"{path}: the folder says it holds a {modality} '{name}' generator, but its run "
+            f"trained a {expected.modality} '{expected.name}'; the model files were changed "
+            "after training and were not loaded"
+        )
+    cls = generator_class(str(name), str(modality))
+    return cls.load(path, allow_pickle=allow_pickle)

@@ -424,7 +424,40 @@ def load_suite(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a readable JSON suite ({error})") from None
     if not isinstance(suite, dict) or "synthpipe" not in suite.get("meta", {}):
         raise DataError(f"{path}: not a synthpipe expectation suite (no meta.synthpipe)")
+    _check_suite(suite, path)
     return suite
+
+
+def _check_suite(suite: dict[str, Any], path: Path) -> None:
+    """Every expectation builds in Great Expectations and every computed check is a mapping
+    with its kind and columns, so a damaged or hand-edited suite fails here, naming
+    the file, and not half-way through a validation."""
+    computed = suite["meta"]["synthpipe"].get("computed_checks")
+    expectations = suite.get("expectations")
+    if not isinstance(suite.get("name"), str) or not isinstance(expectations, list):
+        raise DataError(
+            f"{path}: not a synthpipe expectation suite (needs a name and a list "
+            "of expectations); use a run's expectations/suite.json"
+        )
+    if not isinstance(computed, list) or not all(
+        isinstance(c, dict)
+        and isinstance(c.get("check"), str)
+        and isinstance(c.get("columns"), list)
+        for c in computed
+    ):
+        raise DataError(
+            f"{path}: meta.synthpipe.computed_checks is damaged; use a run's "
+            "expectations/suite.json"
+        )
+    for index, expectation in enumerate(expectations):
+        try:
+            _gx_config(expectation)
+        except Exception as error:  # GX raises its own types, and TypeError for a non-mapping
+            detail = " ".join(str(error).split())[:160] or type(error).__name__
+            raise DataError(
+                f"{path}: expectation {index} is not valid ({detail}); use a run's "
+                "expectations/suite.json"
+            ) from None
 
 
 # -- validating --------------------------------------------------------------------------

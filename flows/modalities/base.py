@@ -25,7 +25,12 @@ from generators.sampling.constraints import Constraints
 from validation import Report
 from validation.fidelity import fidelity_report
 from validation.plots import write_plots
-from validation.privacy import PrivacyPolicy, check_policy_columns, privacy_report
+from validation.privacy import (
+    MIN_ROWS_FOR_PRIVACY,
+    PrivacyPolicy,
+    check_policy_columns,
+    privacy_report,
+)
 from validation.protection import merge_rare_categories
 from validation.text import mask_pii
 
@@ -90,6 +95,10 @@ class Modality:
     downstream: ClassVar[bool] = True
     # Expectations require exactly as many synthetic rows as were asked for.
     fixed_row_count: ClassVar[bool] = True
+    # The fewest training and holdout units (`units`: rows, images, documents) the privacy
+    # check measures; a smaller split is refused before training (flows.tasks.split).
+    privacy_min_units: ClassVar[int] = MIN_ROWS_FOR_PRIVACY
+    unit_name: ClassVar[str] = "rows"  # what `units` counts, in messages
 
     # -- ingest ---------------------------------------------------------------------------
     def read(self, data: DataConfig) -> tuple[pd.DataFrame, Schema]:

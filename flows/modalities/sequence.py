@@ -27,6 +27,8 @@ class SequenceModality(Modality):
     name = "sequence"
     downstream = False
     fixed_row_count = False  # lengths are drawn, not fixed
+    privacy_min_units = 1  # entities: the sequence check compares per-entity summaries
+    unit_name = "entities"
 
     def read(self, data):
         frame, arrow_schema = self._read_table(data)

@@ -68,6 +68,7 @@ from generators.data.remote import filesystem as remote_filesystem
 from generators.data.remote import is_url
 from generators.data.schema import (
     Schema,
+    apply_declared_kinds,
     normalize_dtypes,
     parse_datetime_strings,
     parse_number_strings,
@@ -418,6 +419,10 @@ def cast_to_schema(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             out[name] = values
         elif column.kind == "datetime":
             out[name] = pd.to_datetime(values, errors="coerce").astype(column.dtype)
+        elif column.kind == "boolean" and not pd.api.types.is_bool_dtype(values.dtype):
+            # A declared boolean of yes/no, y/n, t/f, 1/0 words: read as the in-memory
+            # readers do (apply_declared_kinds), in every batch; other values are refused.
+            out[name] = apply_declared_kinds(values.to_frame(name), {name: "boolean"})[name]
         elif column.kind == "numeric" and pd.api.types.is_string_dtype(values.dtype):
             numbers = pd.to_numeric(values.str.replace(",", "", regex=False), errors="coerce")
             out[name] = _as_dtype(numbers.astype("float64"), column, values)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +46,10 @@ SHAPE_COLUMNS = ("height", "width", "channels")
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_IMAGES = 2_000_000  # a guard against pointing the reader at a disk's worth of files
+# The most pixels one image may declare (8192 x 8192): checked from the header before any
+# decoding, so a small file that declares a huge size (a decompression bomb) never
+# allocates it. Pillow's own guard only warns below twice its limit and names no file.
+MAX_IMAGE_PIXELS = 8192 * 8192
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -76,13 +81,29 @@ def encode_png(pixels: np.ndarray) -> bytes:
 def decode_image(data: bytes, where: str) -> np.ndarray:
     """uint8 (H, W, C) pixels of PNG/JPEG bytes; a DataError naming `where` when corrupt."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return _pixels(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            with Image.open(io.BytesIO(data)) as image:
+                _check_declared_size(image.width, image.height, where)
+                image.load()
+                return _pixels(image)
+    except Image.DecompressionBombError:  # Pillow refuses it on open: over twice its limit
+        raise DataError(
+            f"{where}: declares an image too large to decode safely (over "
+            f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels); remove it or resize it"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(
             f"{where}: not a readable PNG/JPEG image ({error}); remove or replace it"
         ) from None
+
+
+def _check_declared_size(width: int, height: int, where: str) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(
+            f"{where}: declares a {width} x {height} image ({width * height:,} pixels), more "
+            f"than the {MAX_IMAGE_PIXELS:,} one image may hold; remove it or resize it"
+        )
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
@@ -192,7 +213,8 @@ def read_images(path: str | Path, settings: ImageSettings | None = None) -> pd.D
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
-        idx = sorted(p for p in path.iterdir() if _is_idx(p) and _idx_dims(p) >= 3)
+        idx = _entries_inside(path, sorted(p for p in path.iterdir() if _is_idx(p)))
+        idx = [p for p in idx if _idx_dims(p) >= 3]
         if idx:
             pixels, labels, paths = _read_idx(idx[0], settings)
         else:
@@ -216,9 +238,8 @@ def read_images(path: str | Path, settings: ImageSettings | None = None) -> pd.D
 def _read_folder(
     folder: Path, settings: ImageSettings
 ) -> tuple[np.ndarray, np.ndarray | None, list]:
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    candidates = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in _entries_inside(folder, candidates) if p.is_file())
     if not files:
         raise DataError(f"{folder}: holds no .png/.jpg/.jpeg files; point data.path at images")
     files = files[: settings.max_images or MAX_IMAGES]
@@ -226,6 +247,22 @@ def _read_folder(
     depths = {len(f.relative_to(folder).parts) for f in files}
     labels = [f.relative_to(folder).parts[0] for f in files] if depths == {2} else None
     return _read_files(files, labels, settings)
+
+
+def _entries_inside(folder: Path, entries) -> list[Path]:
+    """`entries` of `folder`, each checked to resolve inside it: a symbolic link to a file
+    elsewhere (say /etc/passwd named x.png) is refused, not read and not skipped, since
+    skipping would silently change the dataset."""
+    root = folder.resolve()
+    inside = []
+    for entry in entries:
+        if not entry.resolve().is_relative_to(root):
+            raise DataError(
+                f"{entry}: a symbolic link to a file outside the image folder {folder}, "
+                "which is never read; copy the file into the folder, or remove the link"
+            )
+        inside.append(entry)
+    return inside
 
 
 def _read_files(
@@ -322,8 +359,9 @@ def _read_idx(path: Path, settings: ImageSettings) -> tuple[np.ndarray, np.ndarr
         raise DataError(f"{path}: IDX images must have 3 or 4 dimensions, found {images.ndim}")
     labels = None
     # MNIST's naming: t10k-images-idx3-ubyte(.gz) beside t10k-labels-idx1-ubyte(.gz).
-    for candidate in path.parent.iterdir():
-        if _is_idx(candidate) and candidate != path and _idx_dims(candidate) == 1:
+    candidates = [c for c in path.parent.iterdir() if _is_idx(c) and c != path]
+    for candidate in _entries_inside(path.parent, candidates):
+        if _idx_dims(candidate) == 1:
             if candidate.name.split("-")[0] == path.name.split("-")[0]:
                 labels = _read_idx_array(candidate)
                 if len(labels) != len(images):

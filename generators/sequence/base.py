@@ -194,6 +194,14 @@ class SequenceGenerator(Generator):
             numbers = np.round(numbers)
         return pd.Series(pd.array(numbers, dtype="Float64")).astype(column.dtype)
 
+    def _reserve_ids_of(self, frame: pd.DataFrame) -> None:
+        """Fresh entities too start past the real ones in `frame` (see `reserve_ids`)."""
+        super()._reserve_ids_of(frame)
+        assert self.sequence is not None
+        entity = self.sequence.entity_column
+        if entity in frame.columns:
+            self.entity_start_ = max(self.entity_start_, first_fresh_id(frame[entity]))
+
     # -- saving ----------------------------------------------------------------------------------
     def _save(self, path: Path) -> None:
         assert self.sequence is not None

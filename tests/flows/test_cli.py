@@ -148,6 +148,7 @@ def test_installed_command_runs_and_samples_from_the_logged_model(tmp_path, writ
         str(sampled),
         "--tracking-uri",
         f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--allow-pickle",  # gaussian_copula is SDV's pickle; this store is the test's own
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = pq.read_table(sampled)

@@ -42,3 +42,15 @@ def test_gigabyte_field_fails_the_run_with_one_line(tmp_path, capsys):
     path = gzip_with_huge_field(data_folder / "gigabyte.csv.gz", 1 << 30)
     line = _run_and_check(tmp_path, path, capsys)
     assert "MAX_LINE_CHARS" in line
+
+
+def test_a_tiny_table_fails_the_run_before_training_naming_the_file(tmp_path, capsys):
+    # 30 rows: 6 held out, under the privacy checks' 10; stopped at the split, not after fit.
+    data_folder = tmp_path / "data"
+    data_folder.mkdir()
+    path = data_folder / "tiny.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{'xy'[i % 2]}\n" for i in range(30)))
+    line = _run_and_check(tmp_path, path, capsys)
+    assert "30 rows split into 24 for training and 6 held out" in line, line
+    assert "privacy.enabled: false" in line
+    assert not list((tmp_path / "outputs").rglob("generator.json"))  # nothing was trained

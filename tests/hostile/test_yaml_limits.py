@@ -84,3 +84,34 @@ def test_the_cli_reports_a_bomb_in_one_line(tmp_path, capsys):
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == EXIT_FAILED and len(errors) == 1 and "Traceback" not in err
     assert "config.yaml" in errors[0]
+
+
+JOB_VARIABLES = {
+    # case: (the --job-variable item, words the one error line holds)
+    "repeated key": ('env={"A": "1", "A": "2"}', ["--job-variable env", "'A' is given twice"]),
+    "alias bomb": (
+        "env=" + _bomb().replace("\n", ", ").join("{}").replace(", }", "}"),
+        ["--job-variable env", "alias"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JOB_VARIABLES))
+def test_a_hostile_job_variable_is_refused_before_deploying(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    item, words = JOB_VARIABLES[case]
+    config = _write(tmp_path, BASE)
+    code = main(["deploy", str(config), "--job-variable", item])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == EXIT_FAILED and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    for word in words:
+        assert word in errors[0], errors[0]
+    assert len(errors[0]) < 400  # the bomb's text is never quoted whole
+
+
+def test_plain_job_variables_still_read_as_yaml_or_text():
+    from flows.cli import _job_variables
+
+    variables = _job_variables(["image=registry/synthpipe:1", "env={A: '1'}", "odd=a: b: c"])
+    assert variables == {"image": "registry/synthpipe:1", "env": {"A": "1"}, "odd": "a: b: c"}
