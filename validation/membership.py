@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import betabinom, norm
+from scipy.stats import betabinom, norm, rankdata
 
 from generators.data.schema import Schema
 from validation.distance import DistanceEncoder, nearest_neighbors
@@ -123,8 +123,9 @@ def density_ratio_scores(
 
 def roc_auc(members: np.ndarray, non_members: np.ndarray) -> float:
     """P(member score > non-member score) + half the ties (Mann-Whitney)."""
-    scores = np.concatenate([members, non_members])
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    # scipy's ranks, the same as pandas' "average" ranks, in a tenth of the time: the
+    # bootstrap calls this hundreds of times per attack.
+    ranks = rankdata(np.concatenate([members, non_members]), method="average")
     n_m, n_n = len(members), len(non_members)
     return float((ranks[:n_m].sum() - n_m * (n_m + 1) / 2) / (n_m * n_n))
 
