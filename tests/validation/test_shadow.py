@@ -13,7 +13,13 @@ from generators.data.schema import infer_schema, normalize_dtypes
 from generators.registry import make_generator
 from tests.conftest import read_adult
 from tests.validation.leaks import flip10, plant_outliers
-from validation.privacy import PrivacyPolicy, auc_ci_low, judge_distance_figures, privacy_metrics
+from validation.privacy import (
+    PrivacyPolicy,
+    auc_ci_low,
+    judge_distance_figures,
+    privacy_metrics,
+    privacy_report,
+)
 from validation.shadow import (
     ShadowPolicy,
     assign_shadows,
@@ -143,3 +149,27 @@ def test_shadows_of_another_kind_still_find_the_planted_rows_and_pass_fresh_ones
             shadows.attack(plant_outliers(fresh, train, schema, PLANTED, seed)), ALPHA
         )
         assert not shadow_failures(shadows.attack(fresh), ALPHA), seed
+
+
+def test_the_privacy_report_runs_the_attack_and_a_copy_fails_it(adult):
+    frame, schema = adult
+    train, holdout, _ = _split(frame, 0)
+    policy = PrivacyPolicy(attacks=False, shadow=ShadowPolicy(n_shadows=4, targets=20))
+    report = privacy_report(train, holdout, train, schema, policy, make_shadow=_real_sample_shadows)
+    assert report.metrics["shadow_mia.random.tpr_at_fpr_0.001"] > 0.9
+    assert report.metrics["shadow_mia.outliers.auc_p_value"] < 1e-6
+    assert any(line.startswith("shadow-model membership attack") for line in report.failures)
+    assert report.details["shadow_mia"]["n_shadows"] == 4
+
+
+def test_without_a_generator_or_when_off_the_attack_is_skipped_and_says_why(adult):
+    frame, schema = adult
+    train, holdout, fresh = _split(frame, 0)
+    off = PrivacyPolicy(attacks=False, shadow=ShadowPolicy(enabled=False))
+    for policy, make_shadow, reason in (
+        (off, _real_sample_shadows, "privacy.shadow.enabled is false"),
+        (PrivacyPolicy(attacks=False), None, "no generator"),
+    ):
+        report = privacy_report(train, holdout, fresh, schema, policy, make_shadow=make_shadow)
+        assert not [key for key in report.metrics if key.startswith("shadow_mia")]
+        assert reason in report.details["shadow_mia"]["skipped"]
