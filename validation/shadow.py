@@ -75,7 +75,7 @@ class ShadowPolicy(BaseModel):
 
     On by default: its cost is n_shadows fits of the release's generator on about
     shadow_rows rows with at most max_epochs epochs (on Adult with the autoregressive
-    model, about a minute on a 2-core CPU; see README). The gate fails when a p-value of
+    model, about 30 s of CPU time; see README). The gate fails when a p-value of
     the attack is below alpha / 6 (AUC and TPR at 1% and 0.1% FPR, on outlier and on
     random targets): an honest release is quarantined by it in at most alpha of runs.
     """

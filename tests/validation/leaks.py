@@ -1,5 +1,6 @@
 """Known leaks for the privacy tests, built from real rows: a 10%-perturbed copy ("flip10")
-and a good sample with a handful of near-copies of outliers planted in it."""
+and heavier perturbations, and a good sample with a handful of near-copies of outliers
+planted in it."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ from validation.distance import DistanceEncoder, nearest_neighbors
 PLANT_JITTER = 0.005
 
 
-def flip10(train: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Every training row with about 10% of its cells replaced by another row's value."""
+def flip_cells(train: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """Every training row with about `share` of its cells replaced by another row's value."""
     rng = np.random.default_rng(seed)
     flipped = train.copy()
     for column in flipped.columns:
-        hit = rng.random(len(flipped)) < 0.1
+        hit = rng.random(len(flipped)) < share
         donors = rng.integers(0, len(train), hit.sum())
         flipped.loc[hit, column] = train[column].to_numpy()[donors]
     return flipped
+
+
+def flip10(train: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Every training row with about 10% of its cells replaced by another row's value."""
+    return flip_cells(train, 0.1, seed)
 
 
 def most_isolated(train: pd.DataFrame, schema: Schema, n: int, k: int = 5) -> np.ndarray:

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from generators.data.schema import infer_schema, normalize_dtypes
+from generators.errors import DataError
 from generators.registry import make_generator
 from tests.conftest import read_adult
-from tests.validation.leaks import flip10, plant_outliers
+from tests.validation.leaks import flip10, flip_cells, plant_outliers
+from validation.membership import roc_auc
 from validation.privacy import (
     PrivacyPolicy,
     auc_ci_low,
@@ -23,6 +25,7 @@ from validation.privacy import (
 from validation.shadow import (
     ShadowPolicy,
     assign_shadows,
+    closeness,
     out_z_scores,
     shadow_failures,
     shadow_membership_attack,
@@ -173,3 +176,39 @@ def test_without_a_generator_or_when_off_the_attack_is_skipped_and_says_why(adul
         report = privacy_report(train, holdout, fresh, schema, policy, make_shadow=make_shadow)
         assert not [key for key in report.metrics if key.startswith("shadow_mia")]
         assert reason in report.details["shadow_mia"]["skipped"]
+
+
+def test_a_shadow_that_cannot_be_trained_skips_the_attack_and_says_why(adult):
+    frame, schema = adult
+    train, holdout, fresh = _split(frame, 0)
+
+    class Unfittable:
+        def fit(self, rows, schema, *, seed):
+            raise DataError(f"cannot fit on {len(rows)} rows")
+
+    report = privacy_report(
+        train, holdout, fresh, schema, PrivacyPolicy(attacks=False), make_shadow=Unfittable
+    )
+    assert "could not be trained: cannot fit on" in report.details["shadow_mia"]["skipped"]
+    assert not [key for key in report.metrics if key.startswith("shadow_mia")]
+
+
+@pytest.mark.slow
+def test_each_targets_own_baseline_finds_leaks_at_outliers_that_raw_closeness_misses(adult):
+    # 30% of every row's cells replaced: outliers' copies are still nearer to them than any
+    # honest release comes, but outliers are far from everything, so against all controls
+    # their raw closeness ranks low; against their own out-shadows they stand out.
+    frame, schema = adult
+    for seed in range(3):
+        train, holdout, _ = _split(frame, seed)
+        shadows = train_shadows(
+            train, holdout, schema, _real_sample_shadows, seed=seed, synthetic_rows=TRAIN
+        )
+        release = flip_cells(train, 0.3, seed)
+        attack = shadows.attack(release)
+        assert shadow_failures(attack, ALPHA), seed
+        encoder = shadows.encoder
+        raw = closeness(shadows.x_targets, encoder.transform(release), encoder.n_columns)
+        n = shadows.n_targets
+        raw_auc = roc_auc(raw[:n], raw[2 * n :])
+        assert attack.results["outliers"].auc > raw_auc + 0.15, (seed, raw_auc)
