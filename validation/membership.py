@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import betabinom, norm, rankdata
+from scipy.stats import betabinom, norm
 
 from generators.data.schema import Schema
 from validation.distance import DistanceEncoder, nearest_neighbors
@@ -123,11 +123,13 @@ def density_ratio_scores(
 
 def roc_auc(members: np.ndarray, non_members: np.ndarray) -> float:
     """P(member score > non-member score) + half the ties (Mann-Whitney)."""
-    # scipy's ranks, the same as pandas' "average" ranks, in a tenth of the time: the
-    # bootstrap calls this hundreds of times per attack.
-    ranks = rankdata(np.concatenate([members, non_members]), method="average")
-    n_m, n_n = len(members), len(non_members)
-    return float((ranks[:n_m].sum() - n_m * (n_m + 1) / 2) / (n_m * n_n))
+    # Counted by binary search in the sorted non-member scores: the same figure as from
+    # average ranks (every term a multiple of 1/2, so exactly), in a fraction of the time;
+    # the bootstrap calls this hundreds of times per attack.
+    ordered = np.sort(non_members)
+    below = np.searchsorted(ordered, members, side="left")
+    tied = np.searchsorted(ordered, members, side="right") - below
+    return float((below.sum() + 0.5 * tied.sum()) / (len(members) * len(non_members)))
 
 
 def tpr_at_fpr(members: np.ndarray, non_members: np.ndarray, rate: float) -> float:
