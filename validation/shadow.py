@@ -77,7 +77,9 @@ class ShadowPolicy(BaseModel):
     shadow_rows rows with at most max_epochs epochs (on Adult with the autoregressive
     model, about 30 s of CPU time; see README). The gate fails when a p-value of
     the attack is below alpha / 6 (AUC and TPR at 1% and 0.1% FPR, on outlier and on
-    random targets): an honest release is quarantined by it in at most alpha of runs.
+    random targets): an honest release is quarantined by it in at most alpha of runs
+    (exactly for random targets; for outliers while an honest release puts no more mass at
+    them than its shadows do, which the seed sweeps measure: 0 of 20 fresh samples).
     """
 
     model_config = ConfigDict(extra="forbid")
