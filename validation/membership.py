@@ -124,10 +124,13 @@ def density_ratio_scores(
 
 def roc_auc(members: np.ndarray, non_members: np.ndarray) -> float:
     """P(member score > non-member score) + half the ties (Mann-Whitney)."""
-    scores = np.concatenate([members, non_members])
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    n_m, n_n = len(members), len(non_members)
-    return float((ranks[:n_m].sum() - n_m * (n_m + 1) / 2) / (n_m * n_n))
+    # Counted by binary search in the sorted non-member scores: the same figure as from
+    # average ranks (every term a multiple of 1/2, so exactly), in a fraction of the time;
+    # the bootstrap calls this hundreds of times per attack.
+    ordered = np.sort(non_members)
+    below = np.searchsorted(ordered, members, side="left")
+    tied = np.searchsorted(ordered, members, side="right") - below
+    return float((below.sum() + 0.5 * tied.sum()) / (len(members) * len(non_members)))
 
 
 def tpr_at_fpr(members: np.ndarray, non_members: np.ndarray, rate: float) -> float:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from functools import partial
 from typing import Literal
 
@@ -38,11 +39,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
-from generators.base import DPBudget
+from generators.base import DPBudget, Generator
 from generators.baselines import UniformGenerator
 from generators.data.schema import Schema
 from generators.data.values import MISSING
-from generators.errors import DataError
+from generators.errors import DataError, SynthpipeError
 from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
 from validation.membership import (
@@ -52,6 +53,7 @@ from validation.membership import (
     membership_failures,
 )
 from validation.report import Report
+from validation.shadow import ShadowPolicy, shadow_failures, shadow_membership_attack
 from validation.text import TextPrivacy
 
 MIN_ROWS_FOR_PRIVACY = 10
@@ -248,6 +250,11 @@ class PrivacyPolicy(BaseModel):
     secrets: list[str] = Field(
         default_factory=list, description="columns inferred from the others; default: data.target"
     )
+    shadow: ShadowPolicy = Field(
+        default_factory=ShadowPolicy,
+        description="tables: the shadow-model membership attack (cheap shadows of the run's "
+        "generator on holdout rows, with and without each target)",
+    )
 
 
 def check_policy_columns(policy: PrivacyPolicy, schema: Schema) -> None:
@@ -321,10 +328,13 @@ def privacy_report(
     *,
     seed: int = 0,
     target: str | None = None,
+    make_shadow: Callable[[], Generator] | None = None,
 ) -> Report:
     """Measure, then judge against the policy; every failed rule is one readable line.
 
-    `target` (data.target) is the default secret of the inference attack.
+    `target` (data.target) is the default secret of the inference attack. `make_shadow`
+    returns a new unfitted generator of the release's kind with cheap settings: with it
+    (and privacy.shadow.enabled), the shadow-model attack runs too.
     """
     metrics, details = privacy_metrics(
         train, holdout, synthetic, schema, max_rows=policy.max_rows, seed=seed
@@ -384,9 +394,57 @@ def privacy_report(
         details["density_mia"] = {
             "skipped": f"needs {MIN_HOLDOUT_ROWS} holdout rows, got {len(holdout)}"
         }
+    failures += shadow_attack_figures(
+        train, holdout, synthetic, schema, policy, make_shadow, seed, metrics, details
+    )
     return Report(
         name="privacy", passed=not failures, metrics=metrics, details=details, failures=failures
     )
+
+
+def shadow_attack_figures(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    policy: PrivacyPolicy,
+    make_shadow: Callable[[], Generator] | None,
+    seed: int,
+    metrics: dict[str, float],
+    details: dict,
+) -> list[str]:
+    """The shadow-model attack (validation/shadow.py) into `metrics` (privacy.shadow_mia.*)
+    and `details`; returns its gate failures. Gated on null p-values below alpha / 6, so
+    an honest release is quarantined by it in at most privacy.shadow.alpha of runs."""
+    skipped = None
+    if not policy.shadow.enabled:
+        skipped = "privacy.shadow.enabled is false"
+    elif make_shadow is None:
+        skipped = "no generator to train shadows of (the caller passed none)"
+    elif len(holdout) < MIN_HOLDOUT_ROWS:
+        skipped = f"needs {MIN_HOLDOUT_ROWS} holdout rows, got {len(holdout)}"
+    if skipped is not None:
+        details["shadow_mia"] = {"skipped": skipped}
+        return []
+    try:
+        attack = shadow_membership_attack(
+            train,
+            holdout,
+            synthetic,
+            schema,
+            make_shadow,
+            seed=seed,
+            policy=policy.shadow,
+            max_synthetic_rows=min(policy.max_rows, 5000),
+        )
+    except SynthpipeError as error:
+        # A generator that cannot fit a shadow's few rows: the release's other checks still
+        # judge it, and the report says this one did not run, and why.
+        details["shadow_mia"] = {"skipped": f"a shadow generator could not be trained: {error}"}
+        return []
+    metrics.update(attack.as_metrics("shadow_mia"))
+    details["shadow_mia"] = {**attack.as_dict(), "alpha": policy.shadow.alpha}
+    return shadow_failures(attack, policy.shadow.alpha)
 
 
 def share_interval(share: float, n: int, method: Literal["wald", "wilson"]) -> tuple[float, float]:
