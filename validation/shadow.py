@@ -134,16 +134,17 @@ class ShadowAttack:
         }
 
 
-def closeness(targets: np.ndarray, synthetic: np.ndarray, n_columns: int) -> np.ndarray:
-    """-log(distance to the nearest synthetic row + floor) at each target: (targets,)."""
-    distances, _ = nearest_neighbors(targets, synthetic, 1, n_columns=n_columns)
+def closeness(targets: np.ndarray, synthetic: np.ndarray, search: dict[str, int]) -> np.ndarray:
+    """-log(distance to the nearest synthetic row + floor) at each target: (targets,).
+    `search` is the encoder's DistanceEncoder.search."""
+    distances, _ = nearest_neighbors(targets, synthetic, 1, **search)
     return -np.log(distances[:, 0] + DISTANCE_FLOOR)
 
 
-def isolation(rows: np.ndarray, reference: np.ndarray, n_columns: int) -> np.ndarray:
+def isolation(rows: np.ndarray, reference: np.ndarray, search: dict[str, int]) -> np.ndarray:
     """Distance of each row to its k-th nearest reference row: (rows,)."""
     k = min(ISOLATION_K, len(reference))
-    return nearest_neighbors(rows, reference, k, n_columns=n_columns)[0][:, -1]
+    return nearest_neighbors(rows, reference, k, **search)[0][:, -1]
 
 
 def assign_shadows(n_targets: int, n_shadows: int, rng: np.random.Generator) -> np.ndarray:
@@ -197,9 +198,8 @@ class Shadows:
             )
         rng = np.random.default_rng(self.seed)
         picked = np.sort(rng.permutation(len(synthetic))[: self.synthetic_rows])
-        n_columns = self.encoder.n_columns
         released = closeness(
-            self.x_targets, self.encoder.transform(synthetic.iloc[picked]), n_columns
+            self.x_targets, self.encoder.transform(synthetic.iloc[picked]), self.encoder.search
         )
         z = out_z_scores(self.features, self.inside, released)
         n = self.n_targets
@@ -252,10 +252,10 @@ def train_shadows(
     n_targets = min(n_targets, len(reference_rows) // 4, len(train) // 2)
 
     encoder = DistanceEncoder.fit(train, schema)
-    n_columns = encoder.n_columns
+    search = encoder.search
     isolation_set = encoder.transform(holdout.iloc[isolation_rows])
     by_isolation = np.argsort(
-        -isolation(encoder.transform(train), isolation_set, n_columns), kind="stable"
+        -isolation(encoder.transform(train), isolation_set, search), kind="stable"
     )
     outliers, others = by_isolation[:n_targets], by_isolation[n_targets:]
     random_members = others[rng.permutation(len(others))[:n_targets]]
@@ -272,7 +272,7 @@ def train_shadows(
         rows = targets[inside[shadow]].reset_index(drop=True)
         generator = make_shadow().fit(rows, schema, seed=shadow_seed)
         fake = generator.sample(synthetic_rows, seed=shadow_seed + 1)
-        features[shadow] = closeness(x_targets, encoder.transform(fake), n_columns)
+        features[shadow] = closeness(x_targets, encoder.transform(fake), search)
     return Shadows(encoder, x_targets, n_targets, inside, features, synthetic_rows, seed)
 
 

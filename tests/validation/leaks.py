@@ -35,7 +35,7 @@ def most_isolated(train: pd.DataFrame, schema: Schema, n: int, k: int = 5) -> np
     encoder = DistanceEncoder.fit(train, schema)
     encoded = encoder.transform(train)
     # k + 1 neighbours: the nearest is the row itself
-    distances, _ = nearest_neighbors(encoded, encoded, k + 1, n_columns=encoder.n_columns)
+    distances, _ = nearest_neighbors(encoded, encoded, k + 1, **encoder.search)
     return np.argsort(-distances[:, -1], kind="stable")[:n]
 
 
