@@ -354,7 +354,10 @@ def judge_extremes(
         "singular": "a singular extreme value (beyond the holdout's range, near one training row)",
         "rare": f"a category seen at most {RARE_CATEGORY_MAX_COUNT} times in training",
     }
-    fix = {"singular": "privacy.clip_extremes", "rare": "privacy.rare_category_min_count"}
+    fix = {  # what protects a table run (on by default; not available for a stream)
+        "singular": "clip them before training (privacy.clip_extremes)",
+        "rare": "merge them before training (privacy.rare_category_min_count)",
+    }
     for group, columns in exposures.items():
         overall = columns["all"]
         low, high = share_interval(overall.share, overall.synthetic_total, "wilson")
@@ -371,7 +374,7 @@ def judge_extremes(
                     f"column '{name}': {_percent(exposure.share)} of synthetic rows carry "
                     f"{what[group]}, {exposure.share / exposure.baseline:.1f}x the real rows' "
                     f"{_percent(exposure.baseline)} (p = {exposure.p_value:.1g}): the generator "
-                    f"reproduces rare real values; keep {fix[group]} on"
+                    f"reproduces rare real values; {fix[group]}"
                 )
     return metrics, failures
 
