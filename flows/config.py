@@ -364,7 +364,7 @@ class RunConfig(Strict):
                 "constraints": self.constraints,
                 "sample.conditions": self.sample.conditions,
                 "privacy.similarity_filter_quantile": self.privacy.similarity_filter_quantile,
-                "privacy.rare_category_min_count": self.privacy.rare_category_min_count,
+                **self._explicit_table_protections(),
                 "privacy.quasi_identifiers": self.privacy.quasi_identifiers,
                 "privacy.secrets": self.privacy.secrets,
             }
@@ -374,6 +374,17 @@ class RunConfig(Strict):
                         f"{key}: applies to tables only, not to {self.data.modality} data; "
                         "remove it"
                     )
+
+    def _explicit_table_protections(self) -> dict[str, bool]:
+        """The protections that change training rows, by key: True where the config turns
+        one on explicitly. Their defaults are on for in-memory tables and do not apply to
+        other modalities or to a stream; only an explicit setting there is refused."""
+        privacy, explicit = self.privacy, self.privacy.model_fields_set
+        return {
+            "privacy.rare_category_min_count": "rare_category_min_count" in explicit
+            and privacy.rare_category_min_count > 1,
+            "privacy.clip_extremes": "clip_extremes" in explicit and privacy.clip_extremes,
+        }
 
     def _check_stream(self, cls) -> None:
         """data.stream is for plain table runs from Parquet with a streaming generator."""
@@ -402,7 +413,7 @@ class RunConfig(Strict):
             "sample.conditions": self.sample.conditions is not None,
             "privacy.similarity_filter_quantile": self.privacy.similarity_filter_quantile
             is not None,
-            "privacy.rare_category_min_count": self.privacy.rare_category_min_count > 1,
+            **self._explicit_table_protections(),
             "data.columns": data.columns is not None,
         }
         clash = [key for key, present in unsupported.items() if present]

@@ -189,8 +189,13 @@ def describe(data: Prepared) -> None:
 
 def protect_data(data: Prepared, config: RunConfig, modality: Modality) -> Prepared:
     """The training table the generator sees, and the constraints fitted on it."""
-    data.model_train, data.model_schema, data.rare_merged = protect(
-        data.train, data.schema, config.privacy, modality
+    privacy = config.privacy
+    if data.stream is not None:
+        # A stream trains from its files, not from this sample: the row-changing protections
+        # cannot reach it (RunConfig refuses them when set explicitly).
+        privacy = privacy.model_copy(update={"rare_category_min_count": 0, "clip_extremes": False})
+    data.model_train, data.model_schema, data.protection = protect(
+        data.train, data.schema, privacy, modality, config.seed
     )
     if config.constraints:
         data.constraints = Constraints(config.constraints).fit(data.model_train, data.model_schema)
@@ -233,7 +238,9 @@ def run_checks(
     the synthetic ones), constraints, and the downstream model where it applies."""
     synthetic, seed, reports = sampled.frame, config.seed, []
     if config.privacy.enabled:
-        reports.append(check_privacy(modality, data, synthetic, config))
+        privacy = check_privacy(modality, data, synthetic, config)
+        privacy.details["protection"] = data.protection.to_dict()  # what changed before fit
+        reports.append(privacy)
     if config.validation.expectations:
         reference = reference_rows(data.model_train, data.conditions, data.model_schema, seed)
         holdout_rows = len(data.holdout)
@@ -315,7 +322,8 @@ def metrics(
     if sampled.similarity_threshold is not None:
         protection["similarity_threshold"] = sampled.similarity_threshold
         protection["similarity_dropped"] = sampled.similarity_dropped
-    protection["rare_category_rows_merged"] = float(sum(data.rare_merged.values()))
+    protection["rare_category_rows_merged"] = float(sum(data.protection.merged.values()))
+    protection["extreme_rows_clipped"] = float(sum(data.protection.clipped.values()))
     if fitted.dp_epsilon_spent is not None:
         protection["dp_epsilon_spent"] = fitted.dp_epsilon_spent
     found.update({f"privacy.{key}": value for key, value in protection.items()})

@@ -57,7 +57,7 @@ from generators.sampling.constraints import Constraints, sample_with_constraints
 from validation import Report
 from validation.downstream import downstream_report
 from validation.expectations import build_suite, validate_table
-from validation.protection import SimilarityFilter, sample_filtered
+from validation.protection import Protection, SimilarityFilter, sample_filtered
 
 
 class _NoTracebackForUserErrors(logging.Filter):
@@ -192,11 +192,11 @@ def check_enough_for_privacy(
 
 @task(cache_policy=NO_CACHE)
 def protect(
-    train: pd.DataFrame, schema: Schema, privacy, modality: Modality
-) -> tuple[pd.DataFrame, Schema, dict[str, int]]:
-    """Merge rare categories before training, when privacy.rare_category_min_count is set;
-    mask PII in text columns when privacy.text.mask_pii_input is set."""
-    return modality.protect(train, schema, privacy)
+    train: pd.DataFrame, schema: Schema, privacy, modality: Modality, seed: int
+) -> tuple[pd.DataFrame, Schema, Protection]:
+    """Before training: merge rare categories and clip isolated extremes (tables, on by
+    default); mask PII in text columns when privacy.text.mask_pii_input is set."""
+    return modality.protect(train, schema, privacy, seed=seed)
 
 
 # -- fit and sample ---------------------------------------------------------------------

@@ -31,18 +31,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from generators.base import DPBudget, Generator
 from generators.baselines import UniformGenerator
 from generators.data.schema import Schema
-from generators.data.values import MISSING
+from generators.data.values import MISSING, as_float
 from generators.errors import DataError, SynthpipeError
 from validation.attacks import RiskEstimate, inference_risk, linkability_risk, singling_out_risk
 from validation.distance import DistanceEncoder, nearest_neighbors
@@ -52,6 +54,7 @@ from validation.membership import (
     density_membership_attack,
     membership_failures,
 )
+from validation.protection import neighbour_counts, value_radius
 from validation.report import Report
 from validation.shadow import ShadowPolicy, shadow_failures, shadow_membership_attack
 from validation.text import TextPrivacy
@@ -197,6 +200,183 @@ def _ratio(distances: np.ndarray) -> np.ndarray:
     return np.where(second > 0, nearest / np.where(second > 0, second, 1.0), 0.0)
 
 
+# -- extreme values and rare categories ---------------------------------------------------
+# A category seen at most this many times in training is rare (merged by default below 5).
+RARE_CATEGORY_MAX_COUNT = 4
+# The extremes gate's false-alarm budget per run, shared over the columns it tests.
+EXTREMES_ALPHA = 0.001
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How many rows carry a singular extreme value (numeric) or a rare category of one
+    column, or of any column. `train_share` is what a copy of the training rows gives, and
+    `holdout_share` what a fresh real sample gives; the gate compares the synthetic share
+    with the larger of the two (`baseline`)."""
+
+    synthetic_rows: int
+    synthetic_total: int
+    train_share: float
+    holdout_share: float
+
+    @property
+    def share(self) -> float:
+        return self.synthetic_rows / max(self.synthetic_total, 1)
+
+    @property
+    def baseline(self) -> float:
+        return max(self.train_share, self.holdout_share)
+
+    @property
+    def p_value(self) -> float:
+        """P(at least `synthetic_rows` of `synthetic_total`) for rows drawn at the baseline rate."""
+        if self.baseline <= 0:
+            return 1.0 if self.synthetic_rows == 0 else 0.0
+        return float(binom.sf(self.synthetic_rows - 1, self.synthetic_total, self.baseline))
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}share": self.share,
+            f"{prefix}train_share": self.train_share,
+            f"{prefix}holdout_share": self.holdout_share,
+            f"{prefix}p_value": self.p_value,
+        }
+
+
+def singular_extreme_flags(
+    train: pd.Series, holdout: pd.Series, synthetic: pd.Series
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row flags (train, holdout, synthetic) of one numeric column's singular extremes.
+
+    A training value is a singular extreme when it lies beyond the holdout's range and no
+    other training row is within `value_radius` of it (1% of the column's 1st-99th
+    percentile spread, at least one grid step). Its neighbourhood reaches half-way to the
+    nearest other training value (at least the radius). A synthetic row is flagged when its
+    value is beyond the holdout's range and inside a neighbourhood; a holdout row (never
+    beyond its own range) when inside one; a training row when it is the extreme itself.
+    """
+    train_values, holdout_values = as_float(train), as_float(holdout)
+    synthetic_values = as_float(synthetic)
+    flags = (np.zeros(len(train), bool), np.zeros(len(holdout), bool))
+    present, seen = train_values[~np.isnan(train_values)], holdout_values[~np.isnan(holdout_values)]
+    if len(present) < 2 or len(seen) == 0:
+        return *flags, np.zeros(len(synthetic), bool)
+    low, high = float(seen.min()), float(seen.max())
+    ordered = np.sort(present)
+    radius = value_radius(ordered)
+    alone = neighbour_counts(ordered, ordered, radius) == 1
+    singular = alone & ((ordered < low) | (ordered > high))
+    points = ordered[singular]
+    gaps = np.diff(ordered)
+    nearest_other = np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])[singular]
+    half_widths = np.maximum(radius, nearest_other / 2)
+
+    def near(values: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(values), bool)
+        if len(points) == 0:
+            return hit
+        index = np.searchsorted(points, values)
+        for candidate in (index - 1, index):  # the points either side of each value
+            candidate = np.clip(candidate, 0, len(points) - 1)
+            hit |= np.abs(values - points[candidate]) <= half_widths[candidate]
+        return hit & ~np.isnan(values)
+
+    beyond = (synthetic_values < low) | (synthetic_values > high)
+    train_flags = np.isin(train_values, points) & ~np.isnan(train_values)
+    return train_flags, near(holdout_values), near(synthetic_values) & beyond
+
+
+def rare_category_flags(
+    train: pd.Series, holdout: pd.Series, synthetic: pd.Series
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row flags (train, holdout, synthetic) of one categorical column's rare categories:
+    those seen at most RARE_CATEGORY_MAX_COUNT times in the training rows."""
+    counts = train.dropna().astype("string").value_counts()
+    rare = set(counts[counts <= RARE_CATEGORY_MAX_COUNT].index)
+
+    def carries(values: pd.Series) -> np.ndarray:
+        return values.astype("string").isin(rare).fillna(False).to_numpy(dtype=bool)
+
+    return carries(train), carries(holdout), carries(synthetic)
+
+
+def extreme_exposures(
+    train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
+) -> dict[str, dict[str, Exposure]]:
+    """{"singular": ..., "rare": ...}: each maps a column name (numeric columns for
+    singular extremes, categorical ones for rare categories) to its `Exposure`, for the
+    columns with anything to expose, plus "all" (rows exposed in any of those columns)."""
+    found = {}
+    for group, kind, flag in (
+        ("singular", "numeric", singular_extreme_flags),
+        ("rare", "categorical", rare_category_flags),
+    ):
+        exposures, any_rows = {}, [np.zeros(len(f), bool) for f in (train, holdout, synthetic)]
+        for name in schema.names_of(kind):
+            rows = flag(train[name], holdout[name], synthetic[name])
+            if not rows[0].any():
+                continue
+            any_rows = [a | b for a, b in zip(any_rows, rows, strict=True)]
+            exposures[name] = _exposure(*rows)
+        exposures["all"] = _exposure(*any_rows)
+        found[group] = exposures
+    return found
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.2g}%"  # 4.9%, 0.0038%: a rate of one row in 26,000 stays visible
+
+
+def _exposure(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray) -> Exposure:
+    return Exposure(
+        int(synthetic.sum()),
+        len(synthetic),
+        float(train.mean()) if len(train) else 0.0,
+        float(holdout.mean()) if len(holdout) else 0.0,
+    )
+
+
+def judge_extremes(
+    exposures: dict[str, dict[str, Exposure]], policy: PrivacyPolicy
+) -> tuple[dict[str, float], list[str]]:
+    """Metrics `extremes.*` and the gate's failures.
+
+    A column fails when its synthetic share is above `extreme_share_ratio_max` times its
+    baseline (the larger of the training and holdout shares) and the excess is significant:
+    its binomial p-value at the baseline rate is below EXTREMES_ALPHA divided by the number
+    of columns tested (Bonferroni), so an honest release fails it in at most 0.1% of runs.
+    """
+    metrics, failures = {}, []
+    tested = sum(len(columns) - 1 for columns in exposures.values())
+    what = {
+        "singular": "a singular extreme value (beyond the holdout's range, near one training row)",
+        "rare": f"a category seen at most {RARE_CATEGORY_MAX_COUNT} times in training",
+    }
+    fix = {  # what protects a table run (on by default; not available for a stream)
+        "singular": "clip them before training (privacy.clip_extremes)",
+        "rare": "merge them before training (privacy.rare_category_min_count)",
+    }
+    for group, columns in exposures.items():
+        overall = columns["all"]
+        low, high = share_interval(overall.share, overall.synthetic_total, "wilson")
+        metrics.update(overall.metrics(f"extremes.{group}_"))
+        metrics[f"extremes.{group}_share_ci_low"] = low
+        metrics[f"extremes.{group}_share_ci_high"] = high
+        for name, exposure in columns.items():
+            if name == "all":
+                continue
+            metrics.update(exposure.metrics(f"extremes.{name}."))
+            excess = exposure.share > policy.extreme_share_ratio_max * exposure.baseline
+            if policy.extremes_check and excess and exposure.p_value < EXTREMES_ALPHA / tested:
+                failures.append(
+                    f"column '{name}': {_percent(exposure.share)} of synthetic rows carry "
+                    f"{what[group]}, {exposure.share / exposure.baseline:.1f}x the real rows' "
+                    f"{_percent(exposure.baseline)} (p = {exposure.p_value:.1g}): the generator "
+                    f"reproduces rare real values; {fix[group]}"
+                )
+    return metrics, failures
+
+
 # `privacy.dp`: the generators' DP budget itself (one model, one set of defaults).
 DPSettings = DPBudget
 
@@ -216,6 +396,14 @@ class PrivacyPolicy(BaseModel):
     dcr_share_max: float = Field(0.55, gt=0, le=1)
     membership_auc_max: float = Field(0.6, gt=0, le=1)
     ims_check: bool = Field(True, description="fail when IMS exceeds the holdout's 95% upper bound")
+    extremes_check: bool = Field(
+        True,
+        description="fail when a column's synthetic rows carry singular extreme values or rare "
+        "categories significantly more often than extreme_share_ratio_max x the real rate",
+    )
+    extreme_share_ratio_max: float = Field(
+        2.0, gt=1, description="the largest ratio to the real rows' share that passes"
+    )
     near_duplicate_quantile: float = Field(
         0.01,
         gt=0,
@@ -230,8 +418,23 @@ class PrivacyPolicy(BaseModel):
         default_factory=TextPrivacy, description="text runs: memorisation, duplicates, PII"
     )
     override_gate: bool = Field(False, description="publish even when a check fails (recorded)")
+    # Protections before training (tables; both on by default, see validation/protection.py).
     rare_category_min_count: int = Field(
-        0, ge=0, description="merge categories seen fewer times than this before training; 0 = off"
+        5,
+        ge=0,
+        description="merge categories seen fewer times than this into '(rare)' before "
+        "training; 0 or 1 = off",
+    )
+    clip_extremes: bool = Field(
+        True,
+        description="clip numeric tail values beyond a noisy extreme_quantile that fewer than "
+        "extreme_min_rows rows are near (a singular extreme; a shared top-code is kept)",
+    )
+    extreme_quantile: float = Field(
+        0.99, ge=0.5, lt=1, description="clip only beyond this quantile (and 1 - it), with noise"
+    )
+    extreme_min_rows: int = Field(
+        5, ge=2, description="a tail value this many rows share (within 1% of the spread) is kept"
     )
     similarity_filter_quantile: float | None = Field(
         None,
@@ -371,6 +574,18 @@ def privacy_report(
             f"identical match share {metrics['ims']:.4f} > {ims_bound:.4f} (the holdout's "
             "95% upper bound): the synthetic data repeats training rows"
         )
+    # Extreme values and rare categories: reproduced no more often than real rows hold them.
+    exposures = extreme_exposures(train, holdout, synthetic, schema)
+    extreme_metrics, extreme_failures = judge_extremes(exposures, policy)
+    metrics.update(extreme_metrics)
+    failures += extreme_failures
+    details["extremes"] = {
+        "definition": "singular: beyond the holdout's range and near one training row only; "
+        f"rare: a category seen <= {RARE_CATEGORY_MAX_COUNT} times in training",
+        "columns": {group: sorted(set(cols) - {"all"}) for group, cols in exposures.items()},
+        "alpha": EXTREMES_ALPHA,
+        "ratio_max": policy.extreme_share_ratio_max,
+    }
     # Attack risks gate on the point estimate when it is significant (CI above 0): at typical
     # holdout sizes the upper bounds are too wide to gate on (see validation/attacks.py).
     for name, risk in risks.items():

@@ -31,7 +31,7 @@ from validation.privacy import (
     check_policy_columns,
     privacy_report,
 )
-from validation.protection import merge_rare_categories
+from validation.protection import Protection
 from validation.text import mask_pii
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ class Prepared:
     """The real data of a run. `train`, `holdout`, `schema`: the real rows (for a stream,
     seeded samples of them), which the privacy and fidelity checks judge against;
     `model_train`, `model_schema`: the protected training table the generator sees (rare
-    categories merged, PII masked), which the expectations and constraints learn from."""
+    categories merged, isolated extremes clipped, PII masked), which the expectations and
+    constraints learn from."""
 
     train: pd.DataFrame
     holdout: pd.DataFrame
@@ -59,7 +60,7 @@ class Prepared:
     units_to_sample: int = 0  # rows, or entities for sequences (sample.rows counts those)
     model_train: pd.DataFrame | None = None
     model_schema: Schema | None = None
-    rare_merged: dict[str, int] = field(default_factory=dict)
+    protection: Protection = field(default_factory=Protection)  # what protect changed
     constraints: Constraints | None = None
 
 
@@ -133,18 +134,15 @@ class Modality:
 
     # -- fit ------------------------------------------------------------------------------
     def protect(
-        self, train: pd.DataFrame, schema: Schema, privacy: PrivacyPolicy
-    ) -> tuple[pd.DataFrame, Schema, dict[str, int]]:
-        """Mask PII in text columns when privacy.text.mask_pii_input is set; else merge rare
-        categories when privacy.rare_category_min_count is set."""
+        self, train: pd.DataFrame, schema: Schema, privacy: PrivacyPolicy, *, seed: int
+    ) -> tuple[pd.DataFrame, Schema, Protection]:
+        """Mask PII in text columns when privacy.text.mask_pii_input is set (tables add
+        rare-category merging and extreme-value clipping: `TableModality.protect`)."""
         if privacy.text.mask_pii_input and schema.names_of("text"):
             train = train.copy()
             for name in schema.names_of("text"):
                 train[name] = mask_pii(train[name])
-            return train, schema, {}
-        if privacy.rare_category_min_count <= 1:
-            return train, schema, {}
-        return merge_rare_categories(train, schema, privacy.rare_category_min_count)
+        return train, schema, Protection()
 
     def generator_context(self, config: RunConfig) -> dict:
         """Constructor arguments beside the generator's params."""

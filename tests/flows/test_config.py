@@ -136,3 +136,15 @@ def test_a_password_in_a_tracking_uri_is_refused_and_never_echoed(key):
     assert f"tracking.{key}: holds a password" in str(error.value)
     assert "MLFLOW_TRACKING_PASSWORD" in str(error.value)  # says where credentials go
     assert "hunter2" not in str(error.value)
+
+
+def test_table_protections_are_on_by_default_and_refused_elsewhere_only_when_set():
+    privacy = parse_config(MINIMAL).privacy
+    assert privacy.rare_category_min_count == 5 and privacy.clip_extremes
+    text = {**MINIMAL, "data": {"path": "x.txt", "modality": "text"}, "generator": {"name": "hmm"}}
+    assert parse_config(text).privacy.clip_extremes  # a default: not applied to text, not refused
+    for key, value in (("rare_category_min_count", 5), ("clip_extremes", True)):
+        with pytest.raises(ConfigError, match=f"privacy.{key}: applies to tables only"):
+            parse_config({**text, "privacy": {key: value}})
+    off = parse_config({**text, "privacy": {"clip_extremes": False, "rare_category_min_count": 0}})
+    assert not off.privacy.clip_extremes

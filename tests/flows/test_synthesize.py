@@ -92,6 +92,14 @@ def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(published)
     report = json.loads((Path(result.output).parent / "privacy.json").read_text())
     assert report["details"]["definitions"]["dcr_share"].startswith("mostlyai-qa")
     assert report["metrics"]["dcr_share"] == run.data.metrics["privacy.dcr_share"]
+    # The default protections ran before training and say what they changed.
+    changed = report["details"]["protection"]
+    for metric, key in (
+        ("privacy.rare_category_rows_merged", "rare_category_rows_merged"),
+        ("privacy.extreme_rows_clipped", "extreme_rows_clipped"),
+    ):
+        assert run.data.metrics[metric] == sum(changed[key].values()) > 0, metric
+    assert "privacy.extremes.singular_share" in run.data.metrics
     version = client.get_model_version_by_alias(config.name, "published")
     assert (
         str(version.version) == result.registered_version and version.run_id == result.mlflow_run_id

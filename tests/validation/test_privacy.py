@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flows.modalities import MODALITIES
 from generators import infer_schema, make_generator
 from generators.data.split import split_holdout
 from generators.data.tables import read_table
@@ -90,8 +91,12 @@ def test_independent_real_sample_passes(adult):
 
 def test_gaussian_copula_on_adult_passes_the_default_policy(adult):
     train, holdout, schema = adult
+    # Trained as the flow trains it: on the rows the default protections leave. Unprotected,
+    # it puts 4% of its rows on Adult's one singleton country and the training minimum of
+    # fnlwgt, which the extremes check fails.
+    model_train, model_schema, _ = MODALITIES["table"].protect(train, schema, POLICY, seed=0)
     generator = make_generator("gaussian_copula", {"default_distribution": "norm"})
-    synthetic = generator.fit(train, schema, seed=0).sample(len(train), seed=0)
+    synthetic = generator.fit(model_train, model_schema, seed=0).sample(len(train), seed=0)
     report = privacy_report(train, holdout, synthetic, schema, POLICY)
     assert report.passed, report.failures
     sizes = report.details["sample_sizes"]

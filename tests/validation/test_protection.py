@@ -1,4 +1,4 @@
-"""Rare-category merging and the similarity filter."""
+"""Rare-category merging, extreme-value clipping and the similarity filter."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from generators.errors import DataError
 from validation.protection import (
     RARE_PLACEHOLDER,
     SimilarityFilter,
+    clip_extremes,
     merge_rare_categories,
     sample_filtered,
 )
@@ -52,6 +53,73 @@ def test_rare_categories_are_merged_and_survive_conform(table):
     assert merged["code"].equals(frame["code"])
     # the input is not modified
     assert frame["city"].isin(["tiny-a"]).sum() == 1
+
+
+@pytest.fixture(scope="module")
+def tails():
+    """600 rows: `hours` (integers 20-60, a top-code spike of 40 rows at 99 and one
+    singular 9,900), `score` (normal, one singular -50), and columns clipping must not
+    touch: an identifier, an integer categorical with one odd code, and datetimes."""
+    rng = np.random.default_rng(5)
+    n = 600
+    hours = rng.integers(20, 61, size=n)
+    hours[:40] = 99
+    hours[40] = 9_900
+    score = rng.normal(size=n)
+    score[41] = -50.0
+    frame = normalize_dtypes(
+        pd.DataFrame(
+            {
+                "row_id": np.arange(n) * 1_000 + 10**9,
+                "hours": hours,
+                "score": score,
+                "code": np.r_[[999], rng.choice([1, 2, 3], size=n - 1)],
+                "when": pd.Timestamp("2020-01-01")
+                + pd.to_timedelta(np.r_[[30_000], rng.integers(0, 365, n - 1)], unit="D"),
+            }
+        )
+    )
+    schema = infer_schema(frame, {"code": "categorical", "row_id": "id"})
+    return frame, schema
+
+
+def test_clipping_takes_a_singular_extreme_to_the_top_code_and_keeps_the_spike(tails):
+    frame, schema = tails
+    clipped, new_schema, counts, bounds = clip_extremes(
+        frame, schema, quantile=0.99, min_rows=5, seed=0
+    )
+    # The 40 rows at 99 are a spike, not an extreme: the bound, kept as they are.
+    assert clipped.loc[40, "hours"] == 99 and (clipped["hours"].iloc[:40] == 99).all()
+    assert counts["hours"] == 1 and bounds["hours"] == (None, 99.0)
+    assert new_schema["hours"].maximum == 99.0
+    assert clipped["hours"].dtype == frame["hours"].dtype == "Int64"
+    # The rows that are not in a tail are untouched.
+    body = frame["hours"].between(20, 60)
+    assert clipped["hours"][body].equals(frame["hours"][body])
+    # The score's singular low value is pulled in to a bound inside the real values.
+    low, _ = bounds["score"]
+    assert clipped.loc[41, "score"] == low >= frame["score"].drop(41).min()
+    assert new_schema["score"].minimum == low
+    # Identifiers, categoricals (whatever their dtype) and datetimes are left alone.
+    for name in ("row_id", "code", "when"):
+        assert clipped[name].equals(frame[name]) and name not in counts
+    assert [c.kind for c in new_schema.columns] == [c.kind for c in schema.columns]
+    assert list(clipped.dtypes) == list(frame.dtypes)
+    assert frame.loc[40, "hours"] == 9_900  # the input is not modified
+
+
+def test_clipping_is_seeded_and_its_quantile_noisy(tails):
+    frame, schema = tails
+    numeric = frame[["score"]]
+    numeric_schema = infer_schema(numeric)
+    first = clip_extremes(numeric, numeric_schema, 0.99, 5, seed=3)
+    again = clip_extremes(numeric, numeric_schema, 0.99, 5, seed=3)
+    assert first[0].equals(again[0]) and first[3] == again[3]
+    # The bound is a noisy order statistic: other seeds put it at other ranks.
+    highs = {
+        clip_extremes(numeric, numeric_schema, 0.99, 5, seed=s)[3]["score"][1] for s in range(8)
+    }
+    assert len(highs) > 1
 
 
 def test_similarity_filter_drops_copies_and_keeps_the_rest(table):
