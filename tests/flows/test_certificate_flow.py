@@ -22,7 +22,7 @@ from tests.flows.conftest import write_slice_config
 
 pytestmark = pytest.mark.slow
 
-FAST = {"plots": False, "downstream": False}
+FAST = {"plots": False}
 PASS_GREEN = (0x1E, 0x7D, 0x32)
 
 
@@ -44,10 +44,10 @@ def store(tmp_path_factory, adult_slice, prefect_harness):
             folder,
             adult_slice,
             name="adult-failing",
-            validation={**FAST, "on_failure": "fail", "fidelity": False},
+            validation={**FAST, "on_failure": "fail", "fidelity": False, "downstream": False},
         )
     )
-    quarantined = outcome_of(synthesize(failing, return_state=True)).value
+    quarantined = outcome_of(synthesize(failing, return_state=True)).value  # no downstream
     assert published.status == "published" and quarantined.status == "quarantined"
     return release, published, quarantined
 
@@ -208,3 +208,37 @@ def test_approve_refuses_a_certificate_changed_after_the_run(store, capsys):
     assert "changed after the run wrote it" in line
     tags = client.get_run(result.mlflow_run_id).data.tags
     assert tags.get("synthpipe.approved_by") != "Mallory"
+
+
+def _strings(value) -> list[str]:
+    """Every string in a JSON value, dict keys and the dot-separated parts of keys too."""
+    if isinstance(value, dict):
+        keys = [part for key in value for part in (key, *key.split("."))]
+        return keys + [s for inner in value.values() for s in _strings(inner)]
+    if isinstance(value, list):
+        return [s for inner in value for s in _strings(inner)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_real_category_values_stay_out_of_the_release(store):
+    import pyarrow.parquet as pq
+
+    _, result, _ = store
+    run_dir = Path(result.output).parent
+    suite = json.loads((run_dir / "expectations" / "suite.json").read_text())
+    assert "Real-data metadata" in suite["meta"]["synthpipe"]["real_data_note"]
+    assert "Real-data metadata" in (run_dir / "expectations" / "data_docs.html").read_text()
+    values = {
+        str(v)
+        for e in suite["expectations"]
+        if e["type"] == "expect_column_values_to_be_in_set"
+        for v in e["kwargs"]["value_set"]
+    }
+    assert {"Bachelors", "<=50K"} <= values  # the suite does hold them
+    certificate = json.loads((run_dir / "certificate.json").read_text())
+    assert "downstream" in certificate["fidelity"]  # whose per-class figures name labels
+    assert values.isdisjoint(_strings(certificate))
+    cells = re.findall(r">([^<>]+)<", (run_dir / "certificate.html").read_text())
+    assert values.isdisjoint(cell.strip() for cell in cells)
+    metadata = pq.read_schema(result.output).metadata
+    assert values.isdisjoint(v.decode() for v in metadata.values())
