@@ -603,7 +603,8 @@ def _failed_columns(outcome: dict, computed: list[dict]) -> set[str]:
 # status as a Font Awesome icon: offline it renders unstyled with a blank status column.
 # The page is made self-contained: external stylesheets, scripts, images and links go,
 # a stylesheet of our own (the few Bootstrap classes GX's markup uses) is inlined beside
-# GX's own inline styles, and status icons become text markers.
+# GX's own inline styles (hiding the filter buttons, which need GX's scripts, and the
+# newsletter footer), and status icons become text markers.
 STATUS_MARKERS = {
     "fa-check-circle": '<span class="sp-status sp-pass">&#10004; passed</span>',
     "fa-times": '<span class="sp-status sp-fail">&#10008; failed</span>',
@@ -631,6 +632,7 @@ text-align:left}
 nav.navbar{height:auto!important;padding:8px 24px;border-bottom:1px solid #c9cfd8}
 .breadcrumb{display:flex;list-style:none;gap:8px;margin:0;padding:0}
 .d-none,.modal{display:none}
+.card:has(.btn-group-toggle),footer{display:none}
 .text-success{color:#1e7d32}.text-danger{color:#b3261e}
 .show-scrollbars,.table-responsive{overflow-x:auto}
 .sp-status{font-weight:700;white-space:nowrap;padding:1px 6px;border-radius:3px}
