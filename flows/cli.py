@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     commands.add_parser("generators", help="list the registered generators")
+    _add_approve_command(commands)
     _add_deployment_commands(commands)
 
     args = parser.parse_args(argv)
@@ -100,8 +101,58 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _serve,
         "batch": _batch,
         "ui": _ui,
+        "approve": _approve,
     }
     return handlers[args.command](args)
+
+
+def _add_approve_command(commands) -> None:
+    approve = commands.add_parser(
+        "approve",
+        help="approve a published run's release certificate and move its `published` alias",
+        description="Record who approved which release certificate (the SHA-256 of the "
+        "run's logged certificate.json) in MLflow tags of the run and its model version, "
+        "and move the registered model's `published` alias to that version. Refuses a "
+        "quarantined run, a run without a certificate, or a certificate that changed.",
+    )
+    approve.add_argument(
+        "run", help="MLflow run id, or a model URI: models:/adult/3, runs:/<id>/generator"
+    )
+    approve.add_argument("--by", required=True, help="the approver's name, recorded in MLflow")
+    approve.add_argument(
+        "--certificate-sha256",
+        default=None,
+        help="the SHA-256 of the certificate.json you read; refused if it is not the run's",
+    )
+    approve.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db",
+    )
+    approve.add_argument("--json", action="store_true", help="end with one JSON line")
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from flows.approve import PUBLISHED_ALIAS, approve
+
+    try:
+        approval = approve(
+            args.run,
+            args.by,
+            tracking_uri=args.tracking_uri,
+            certificate_sha256=args.certificate_sha256,
+        )
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+    print(
+        f"approved run {approval.run_id} by {approval.approved_by} at {approval.approved_at} "
+        f"(certificate SHA-256 {approval.certificate_sha256}); "
+        f"models:/{approval.registered_model}@{PUBLISHED_ALIAS} -> version "
+        f"{approval.model_version}"
+    )
+    if args.json:
+        print(json.dumps(approval.to_dict()))
+    return 0
 
 
 def _add_deployment_commands(commands) -> None:

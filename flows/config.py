@@ -205,6 +205,13 @@ class OutputConfig(Strict):
         "runs kept (never uploaded) and training checkpoints saved; default: a synthpipe "
         "folder in the system's temporary directory",
     )
+    require_approval: bool = Field(
+        # Off by default: scheduled jobs (nightly augmentation) keep publishing on their own.
+        False,
+        description="a passing run is written to its folder and its model version registered, "
+        "but the registry alias `published` moves only when someone approves the run's "
+        "certificate: synthpipe approve RUN_ID --by NAME",
+    )
 
     @field_validator("dir")
     @classmethod

@@ -1,5 +1,6 @@
 """What a run writes beside its data: Parquet metadata, the shards' manifest, <check>.json,
-report.md, the preview, the Prefect summary artifact, and the package versions."""
+report.md, the preview, the release certificate, the Prefect summary artifact, and the
+package versions."""
 
 from __future__ import annotations
 
@@ -12,8 +13,28 @@ from pathlib import Path
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact
 
-from flows.run_folder import EXPECTATIONS_DIR, MANIFEST_FILE, REPORT_FILE
+from flows.run_folder import (
+    AUGMENTED_FILE,
+    CERTIFICATE_DIR,
+    CERTIFICATE_HTML,
+    CERTIFICATE_JSON,
+    EXPECTATIONS_DIR,
+    MANIFEST_FILE,
+    PREVIEW_FILE,
+    REPORT_FILE,
+    SAMPLES_FILE,
+    SHARDS_DIR,
+    SYNTHETIC_FILE,
+)
+from generators.data.secrets import redact
 from validation import Report
+from validation.certificate import (
+    RunFacts,
+    build_certificate,
+    certificate_json,
+    file_sha256,
+    render_html,
+)
 
 VERSIONED_PACKAGES = ["synthpipe", "pandas", "pyarrow", "torch", "sdv", "prefect", "mlflow"]
 
@@ -71,6 +92,127 @@ def write_reports(run_dir: Path, reports: list[Report], synthetic: pd.DataFrame,
     modality.write_preview(synthetic, run_dir)
 
 
+# -- the release certificate -------------------------------------------------------------
+def write_certificate(
+    run_dir: Path, config, data, fitted, reports: list[Report], verdict: tuple[list[str], bool]
+) -> str:
+    """certificate.json and certificate.html into the staged run folder, once every released
+    file is written there (they are hashed). Returns the SHA-256 of certificate.json."""
+    failures, overridden = verdict
+    policy = config.privacy
+    usable = [c.name for c in data.schema.columns if c.kind not in ("id", "text")]
+    target = config.data.target
+    facts = RunFacts(
+        name=config.name,
+        dataset=redact(config.data.path),
+        modality=config.data.modality,
+        run_id=run_dir.name,
+        config_hash=config.digest(),
+        generator=config.generator.name,
+        status="quarantined" if failures else "published",
+        gate_overridden=overridden,
+        gate_failures=list(failures),
+        policy=policy,
+        quasi_identifiers=list(policy.quasi_identifiers or usable),
+        secrets=list(policy.secrets or ([target] if target in usable else [])),
+        train_rows=data.train_rows,
+        holdout_rows=data.holdout_rows,
+        seeds={"seed": config.seed, "sample_seed": config.sample_seed},
+        versions=versions(),
+        dp_epsilon_spent=fitted.dp_epsilon_spent,
+        protections=protections(config, data),
+        require_approval=config.output.require_approval,
+    )
+    certificate = build_certificate(facts, reports, released_files(run_dir))
+    text = certificate_json(certificate)
+    (run_dir / CERTIFICATE_JSON).write_text(text)
+    (run_dir / CERTIFICATE_HTML).write_text(render_html(certificate))
+    return file_sha256(run_dir / CERTIFICATE_JSON)
+
+
+def released_files(run_dir: Path) -> dict[str, Path]:
+    """The run's released files by their name in the run folder: the synthetic data (one
+    file, or the shards and their manifest), augment.merge's table, the preview and text
+    samples. The rest of the run folder (config, reports, the generator, the expectation
+    suite) is the run's private record: it holds real-data metadata."""
+    names = [SYNTHETIC_FILE, AUGMENTED_FILE, PREVIEW_FILE, SAMPLES_FILE]
+    found = {name: run_dir / name for name in names if (run_dir / name).is_file()}
+    shards = run_dir / SHARDS_DIR
+    if shards.is_dir():
+        for path in sorted(p for p in shards.rglob("*") if p.is_file()):
+            found[path.relative_to(run_dir).as_posix()] = path
+    return found
+
+
+def protections(config, data) -> list[dict]:
+    """What protected this run's release, on or off: [{name, setting, on, what}]."""
+    policy = config.privacy
+    merged = sum(data.rare_merged.values())
+    items = [
+        (
+            "holdout kept apart",
+            "data.holdout_fraction",
+            True,
+            "real rows held out of training: the attacks' stand-in for people not in the data",
+        ),
+        (
+            "privacy gate",
+            "privacy.enabled",
+            policy.enabled and not policy.override_gate,
+            "a run failing a privacy measure is quarantined, never published"
+            + (" (overridden: privacy.override_gate)" if policy.override_gate else ""),
+        ),
+        (
+            "rare categories merged",
+            "privacy.rare_category_min_count",
+            policy.rare_category_min_count > 0,
+            f"categories seen fewer than {policy.rare_category_min_count} times merged before "
+            f"training ({merged} rows)"
+            if policy.rare_category_min_count
+            else "off: categories seen on few real rows can be reproduced",
+        ),
+        (
+            "similarity filter",
+            "privacy.similarity_filter_quantile",
+            policy.similarity_filter_quantile is not None,
+            "synthetic rows too close to a training row dropped before release",
+        ),
+        (
+            "differential privacy",
+            "privacy.dp",
+            policy.dp is not None,
+            "DP-SGD bounds what the model can learn about any one row",
+        ),
+        (
+            "owner-only run folder and MLflow store",
+            "(always)",
+            True,
+            "the model, reports and expectation suite (real-data metadata) are private to "
+            "the user who ran synthpipe",
+        ),
+    ]
+    if config.data.modality == "text":
+        items.append(
+            (
+                "PII masked in the input",
+                "privacy.text.mask_pii_input",
+                policy.text.mask_pii_input,
+                "e-mail addresses, phone numbers and the like masked before training",
+            )
+        )
+    return [{"name": n, "setting": s, "on": bool(on), "what": w} for n, s, on, w in items]
+
+
+def certificate_location(result) -> str | None:
+    """Where the run's certificate.html ended up, beside its data (None if no output)."""
+    if not result.output:
+        return None
+    folder = result.output.rsplit("/", 1)[0] if "://" in result.output else None
+    if folder is not None:
+        return f"{folder}/{CERTIFICATE_HTML}"
+    return str(Path(result.output).parent / CERTIFICATE_HTML)
+
+
 def artifact_key(text: str) -> str:
     """A Prefect artifact key: lower-case letters, digits and dashes."""
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
@@ -84,6 +226,7 @@ def summary_artifact(config, result, reports: list[Report]) -> None:
         f"- generator: `{result.generator}`, rows: {result.rows}",
         f"- output: `{result.output}`",
         f"- MLflow run: `{result.mlflow_run_id}`, model: `{result.model_uri}`",
+        *_certificate_lines(config, result),
         "",
         "| metric | value |",
         "|---|---|",
@@ -96,6 +239,24 @@ def summary_artifact(config, result, reports: list[Report]) -> None:
         lines += ["", "### samples", ""] + [f"> {t[:300]!r}" for t in samples]
     key = artifact_key(f"synthpipe-{config.name}")
     create_markdown_artifact("\n".join(lines), key=key, description=f"synthpipe run {config.name}")
+
+
+def _certificate_lines(config, result) -> list[str]:
+    """The summary's link to the release certificate, and the approval it waits for."""
+    location = certificate_location(result)
+    if location is None:
+        return []
+    link = location if "://" in location else Path(location).as_uri()
+    lines = [
+        f"- release certificate: [{CERTIFICATE_HTML}]({link}) (`{location}`; MLflow artifact "
+        f"`{CERTIFICATE_DIR}/{CERTIFICATE_HTML}`)"
+    ]
+    if result.status == "published" and config.output.require_approval:
+        lines.append(
+            f"- awaiting approval (output.require_approval): `synthpipe approve "
+            f"{result.mlflow_run_id} --by NAME` moves the `published` alias"
+        )
+    return lines
 
 
 class Timings(dict):

@@ -44,6 +44,11 @@ SAMPLES_FILE = "samples.txt"  # text runs: the first synthetic documents, for re
 EXPECTATIONS_DIR = "expectations"  # suite.json, validation_result.json, data_docs.html
 SUITE_FILE = "suite.json"
 PLOTS_DIR = "plots"
+# The release certificate and its JSON twin (validation/certificate.py), at the run's root;
+# in MLflow under certificate/.
+CERTIFICATE_HTML = "certificate.html"
+CERTIFICATE_JSON = "certificate.json"
+CERTIFICATE_DIR = "certificate"
 EPOCHS_DIR = "epochs"  # in plots/: image generators' sample grids of every few epochs
 PRIVATE_DIR_MODE = 0o700
 

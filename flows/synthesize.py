@@ -36,6 +36,7 @@ from flows.outputs import (
     run_metadata,
     shard_metadata,
     summary_artifact,
+    write_certificate,
     write_manifest,
     write_reports,
 )
@@ -118,6 +119,7 @@ def synthesize(config: RunConfig) -> RunResult:
         status = "published" if published else "quarantined"
         metadata = run_metadata(config, folder.run_id, flow_run_id, status, overridden)
         write_outputs(folder, modality, data, sampled, reports, metadata, config)
+        write_certificate(folder.staging, config, data, fitted, reports, (failures, overridden))
         result = RunResult(
             status=status,
             output=folder.output(published, sampled.sharded),

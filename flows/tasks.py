@@ -25,9 +25,13 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.approve import APPROVAL_TAG, CERTIFICATE_SHA256_TAG, alias_moves_on_publish
 from flows.config import DataConfig, RunConfig
 from flows.modalities import Fitted, Modality, Prepared, Sampled, modality_of
 from flows.run_folder import (
+    CERTIFICATE_DIR,
+    CERTIFICATE_HTML,
+    CERTIFICATE_JSON,
     CONFIG_FILE,
     EXPECTATIONS_DIR,
     GENERATOR_DIR,
@@ -55,6 +59,7 @@ from generators.sampling.augment import SYNTHETIC_COLUMN
 from generators.sampling.conditions import sample_conditioned
 from generators.sampling.constraints import Constraints, sample_with_constraints
 from validation import Report
+from validation.certificate import file_sha256
 from validation.downstream import downstream_report
 from validation.expectations import build_suite, validate_table
 from validation.protection import Protection, SimilarityFilter, sample_filtered
@@ -458,8 +463,10 @@ def track(
     result,
     losses: list[dict[str, float]],
 ) -> tuple[str | None, str | None, str | None]:
-    """Log metrics, losses and artifacts; for a published run, also the pyfunc model,
-    registered under the config's name with the alias `published`.
+    """Log metrics, losses and artifacts (the release certificate under certificate/, its
+    SHA-256 as a tag); for a published run, also the pyfunc model, registered under the
+    config's name with the alias `published` (with output.require_approval, the alias
+    waits for `synthpipe approve`).
 
     A quarantined run logs its reports only: no preview rows and no model, so MLflow cannot
     hand out data the gate rejected. Returns (model URI, registered name, version).
@@ -476,12 +483,24 @@ def track(
     for folder in (EXPECTATIONS_DIR, PLOTS_DIR):  # figures and statistics, never rows
         if (run_dir / folder).is_dir():
             tracker.log_artifacts(run_dir / folder, folder)
-    tracker.set_tags({"synthpipe.status": result.status, "synthpipe.output": result.output or ""})
+    for name in (CERTIFICATE_JSON, CERTIFICATE_HTML):
+        tracker.log_artifact(run_dir / name, CERTIFICATE_DIR)
+    tracker.set_tags(
+        {
+            "synthpipe.status": result.status,
+            "synthpipe.output": result.output or "",
+            # What `synthpipe approve` checks the logged certificate against.
+            CERTIFICATE_SHA256_TAG: file_sha256(run_dir / CERTIFICATE_JSON),
+        }
+    )
     if not published:
         return None, None, None
     registered_name = config.name if config.tracking.register_model else None
     model_uri, version_number = tracker.log_generator(run_dir / GENERATOR_DIR, registered_name)
     if registered_name and version_number:
-        tracker.set_alias(registered_name, "published", version_number)
+        if alias_moves_on_publish(config):
+            tracker.set_alias(registered_name, "published", version_number)
+        else:
+            tracker.set_tags({APPROVAL_TAG: "pending"})
         model_uri = f"models:/{registered_name}/{version_number}"
     return model_uri, registered_name, version_number

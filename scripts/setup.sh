@@ -25,3 +25,27 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 "${PIP[@]}" install -q -e ".[dev]"
 .venv/bin/python -c "import torch; print(f'torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"
+
+# Headless Chromium (Debian's `chromium`) for the tests that open the release certificate and
+# the Data Docs page in a real browser, offline. Installed with apt-get when this runs as root
+# or with password-less sudo (CI containers): about 35 s the first time (apt-get update ~2 s,
+# the package and 25 dependencies ~32 s on a 2-core machine), nothing once it is there.
+# Elsewhere those tests skip, saying so. SYNTHPIPE_NO_CHROMIUM=1 leaves it out.
+if [ -z "${SYNTHPIPE_NO_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  APT=()
+  if [ "$(id -u)" = 0 ]; then
+    APT=(apt-get)
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    APT=(sudo -n apt-get)
+  fi
+  if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { "${APT[@]}" update -q >/dev/null &&
+      "${APT[@]}" install -y -q --no-install-recommends chromium >/dev/null; }; then
+      echo "warning: could not install chromium with apt-get; the browser tests will skip" >&2
+    fi
+  else
+    echo "note: chromium is not installed and apt-get cannot run here (needs root or" \
+      "password-less sudo); the browser tests will skip" >&2
+  fi
+fi

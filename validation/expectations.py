@@ -23,6 +23,7 @@ import functools
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ MAX_PAIR_COLUMNS = 30  # per kind; 30 columns = 435 pairs
 MIN_EXPECTED_PER_CELL = 5  # the usual validity rule for chi-square statistics
 MIN_ROWS = 10
 N_RESAMPLES = 40  # resamples per statistic: enough for a stable standard deviation
+# Stored in every suite (meta.synthpipe.real_data_note) and shown atop its Data Docs page.
+REAL_DATA_NOTE = (
+    "Real-data metadata: this suite is built from the real training table and lists its "
+    "category values (including values seen on a single real row), numeric ranges and "
+    "quantiles. Keep it with the run's private record; it is never part of a release."
+)
 
 
 # -- building ----------------------------------------------------------------------------
@@ -111,6 +118,7 @@ def build_suite(
                 "sigmas": sigmas,
                 "resamples": N_RESAMPLES,
                 "seed": seed,
+                "real_data_note": REAL_DATA_NOTE,
                 "computed_checks": computed,
             }
         },
@@ -522,7 +530,7 @@ def validate_table(frame: pd.DataFrame, suite: dict[str, Any]) -> Validation:
         details={"failed_columns": sorted(_failed_columns(outcome, computed))},
         failures=failures,
     )
-    return Validation(report, outcome, _data_docs_html(gx_result, computed))
+    return Validation(report, outcome, _data_docs_html(gx_result, computed, report))
 
 
 def _gx_config(expectation: dict):
@@ -624,16 +632,64 @@ def _failed_columns(outcome: dict, computed: list[dict]) -> set[str]:
 
 
 # -- Data Docs ---------------------------------------------------------------------------
-def _data_docs_html(gx_result, computed: list[dict]) -> str:
-    """One self-contained HTML page: GX's rendering of the validation result, followed by
-    a table of the computed checks (pairs, datetimes)."""
+# GX's page loads Bootstrap, jQuery, Vega and Font Awesome from CDNs, and shows a check's
+# status as a Font Awesome icon: offline it renders unstyled with a blank status column.
+# The page is made self-contained: external stylesheets, scripts, images and links go,
+# a stylesheet of our own (the few Bootstrap classes GX's markup uses) is inlined beside
+# GX's own inline styles (hiding the filter buttons, which need GX's scripts, and the
+# newsletter footer), and status icons become text markers.
+STATUS_MARKERS = {
+    "fa-check-circle": '<span class="sp-status sp-pass">&#10004; passed</span>',
+    "fa-times": '<span class="sp-status sp-fail">&#10008; failed</span>',
+}
+OFFLINE_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+margin:0;color:#212529;background:#fff;line-height:1.45;font-size:14px}
+.container,.container-fluid{padding:12px 24px;box-sizing:border-box}
+.row{display:flex;flex-wrap:wrap}
+.col-12{flex:0 0 100%;max-width:100%}.col-6{flex:0 0 50%;max-width:50%}
+.col-4{flex:0 0 33.3%;max-width:33.3%}
+.col-lg-2{flex:0 0 16.6%;max-width:16.6%;box-sizing:border-box;padding-right:12px}
+.col-lg-10{flex:0 0 83.3%;max-width:83.3%;box-sizing:border-box}
+table{border-collapse:collapse;width:100%;margin-bottom:1rem}
+.table td,.table th{border-top:1px solid #c9cfd8;padding:4px 8px;vertical-align:top;
+text-align:left}
+.table thead th{border-bottom:2px solid #8a94a6;background:#eef1f5}
+.table-unbordered td,.table-unbordered th{border:0}
+.badge{display:inline-block;padding:1px 5px;font-size:85%;font-weight:600;border-radius:3px}
+.badge-secondary{background:#5a6270;color:#fff}
+.alert{padding:8px 14px;border-radius:4px;margin:8px 0}
+.alert-secondary{background:#e2e6ec;border:1px solid #c9cfd8}
+.card{border:1px solid #c9cfd8;border-radius:4px;margin-bottom:12px;padding:8px}
+.nav{list-style:none;padding-left:0}.nav-link{display:block;padding:2px 4px}
+nav.navbar{height:auto!important;padding:8px 24px;border-bottom:1px solid #c9cfd8}
+.breadcrumb{display:flex;list-style:none;gap:8px;margin:0;padding:0}
+.d-none,.modal{display:none}
+.card:has(.btn-group-toggle),footer{display:none}
+.text-success{color:#1e7d32}.text-danger{color:#b3261e}
+.show-scrollbars,.table-responsive{overflow-x:auto}
+.sp-status{font-weight:700;white-space:nowrap;padding:1px 6px;border-radius:3px}
+.sp-pass{background:#1e7d32;color:#fff}.sp-fail{background:#b3261e;color:#fff}
+.sp-banner{margin:12px 24px;padding:10px 14px;border:2px solid #9a6700;background:#fff4d6;
+color:#4d3300;font-weight:600;border-radius:4px}
+.sp-summary{margin:12px 24px;padding:10px 14px;border:2px solid #13294b;background:#eef1f5;
+border-radius:4px}
+"""
+
+
+def _data_docs_html(gx_result, computed: list[dict], report: Report) -> str:
+    """One self-contained HTML page that renders styled offline: a banner marking it as
+    real-data metadata, the counts of report.md (GX expectations and computed checks
+    together), GX's rendering of the validation result, and a table of the computed
+    checks (pairs, datetimes)."""
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
     page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(gx_result))
+    page = offline_page(page)
     rows = "".join(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            "&#10004;" if c["success"] else "&#10008;",
+            STATUS_MARKERS["fa-check-circle" if c["success"] else "fa-times"],
             html.escape(c["check"]),
             html.escape(", ".join(c["columns"])),
             html.escape(_short(c["observed"])),
@@ -642,7 +698,35 @@ def _data_docs_html(gx_result, computed: list[dict]) -> str:
     )
     section = (
         '<div class="container"><h3 id="synthpipe-checks">Computed checks (pairs, datetimes)</h3>'
-        '<table class="table table-sm"><thead><tr><th>ok</th><th>check</th><th>columns</th>'
+        '<table class="table table-sm"><thead><tr><th>status</th><th>check</th><th>columns</th>'
         f"<th>observed</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
+    metrics = report.metrics
+    head = (
+        f'<div class="sp-banner" id="real-data-note">{html.escape(REAL_DATA_NOTE)}</div>'
+        '<div class="sp-summary" id="synthpipe-summary"><strong>synthpipe:</strong> '
+        f'<span id="evaluated">{int(metrics["evaluated"])}</span> checks evaluated, '
+        f'<span id="failed">{int(metrics["failed"])}</span> failed '
+        f"({metrics['success_percent']:.1f}% passed), as in report.md: "
+        f"{len(gx_result.results)} Great Expectations expectations (below) and "
+        f"{len(computed)} computed checks (at the end).</div>"
+    )
+    page = re.sub(r"(<body[^>]*>)", lambda m: m[1] + head, page, count=1)
     return page.replace("</body>", section + "</body>") if "</body>" in page else page + section
+
+
+def offline_page(page: str) -> str:
+    """GX's Data Docs page without anything fetched from elsewhere: <link>s and <script>s
+    removed (the charts they drew go too), remote images dropped, links reduced to their
+    text, CSS url()s dropped, status icons turned into text markers, and OFFLINE_STYLE
+    inlined."""
+    page = re.sub(r"<script\b[^>]*>.*?</script>", "", page, flags=re.S | re.I)
+    page = re.sub(r"<link\b[^>]*>", "", page, flags=re.I)
+    page = re.sub(r"<img\b[^>]*>", "", page, flags=re.I)
+    page = re.sub(r"<a\b[^>]*>(.*?)</a>", r"\1", page, flags=re.S | re.I)
+    page = re.sub(r"url\([^)]*\)", "none", page)  # GX's inline CSS: a logo on a CDN
+    for icon, marker in STATUS_MARKERS.items():
+        page = re.sub(rf'<i class="fas {icon}[^"]*"[^>]*>\s*</i>', marker, page)
+    page = re.sub(r'<i class="fas? [^"]*"[^>]*>\s*</i>', "", page)  # any other icon
+    style = f"<style>{OFFLINE_STYLE}</style>"
+    return page.replace("</head>", style + "</head>", 1) if "</head>" in page else style + page

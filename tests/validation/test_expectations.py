@@ -415,9 +415,9 @@ def test_data_docs_render_and_list_every_expectation_and_computed_check(mixed) -
     assert len(page.check_rows) == len(computed) == len(_computed(suite))
     for row, check in zip(page.check_rows, computed, strict=True):
         mark, kind, columns, _observed = row
-        assert mark == ("\u2714" if check["success"] else "\u2718")
+        assert mark == ("\u2714 passed" if check["success"] else "\u2718 failed")
         assert kind == check["check"] and columns == ", ".join(check["columns"])
-    assert {row[0] for row in page.check_rows} == {"\u2714", "\u2718"}
+    assert {row[0] for row in page.check_rows} == {"\u2714 passed", "\u2718 failed"}
 
 
 # -- cramers_v and spearman_matrix ---------------------------------------------------------
