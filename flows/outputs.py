@@ -147,7 +147,8 @@ def released_files(run_dir: Path) -> dict[str, Path]:
 def protections(config, data) -> list[dict]:
     """What protected this run's release, on or off: [{name, setting, on, what}]."""
     policy = config.privacy
-    merged = sum(data.rare_merged.values())
+    merged = sum(data.protection.merged.values())
+    clipped = sum(data.protection.clipped.values())
     items = [
         (
             "holdout kept apart",
@@ -165,11 +166,21 @@ def protections(config, data) -> list[dict]:
         (
             "rare categories merged",
             "privacy.rare_category_min_count",
-            policy.rare_category_min_count > 0,
+            policy.rare_category_min_count > 1,
             f"categories seen fewer than {policy.rare_category_min_count} times merged before "
             f"training ({merged} rows)"
             if policy.rare_category_min_count
             else "off: categories seen on few real rows can be reproduced",
+        ),
+        (
+            "isolated extreme values clipped",
+            "privacy.clip_extremes",
+            policy.clip_extremes,
+            f"numeric values beyond a noisy {policy.extreme_quantile} quantile that fewer than "
+            f"{policy.extreme_min_rows} rows are near set to that bound before training "
+            f"({clipped} rows)"
+            if policy.clip_extremes
+            else "off: a value only one real person has can be reproduced",
         ),
         (
             "similarity filter",

@@ -46,6 +46,7 @@ PART_SUFFIXES = (
     ("_ci_high", "ci_high"),
     (".ci_high", "ci_high"),
     ("_p_value", "p_value"),
+    (".p_value", "p_value"),
 )
 # A downstream report's keys such as `real.recall.<label>` name real class labels: the
 # certificate keeps the label-free ones only.
@@ -174,6 +175,31 @@ KNOWN_MEASURES: tuple[KnownMeasure, ...] = (
         "repeat a training document exactly",
     ),
     KnownMeasure("*_holdout", "The same figure for unseen real data: its baseline."),
+    KnownMeasure(
+        "extremes.*train_share",
+        "The same share in the real training rows: what a copy of them would give.",
+    ),
+    KnownMeasure(
+        "extremes.*holdout_share",
+        "The same share in unseen real rows: what a fresh sample of real people gives.",
+    ),
+    KnownMeasure(
+        "extremes.*.share",
+        "Share of synthetic rows carrying one of this column's singular extreme values (or "
+        "categories seen on at most a few real rows), against the real rows' share.",
+        lambda p, m: (
+            f"fails above {p.extreme_share_ratio_max}x the real rows' share when significant "
+            "(p < 0.001 / columns tested)"
+            if p.extremes_check
+            else None
+        ),
+        lambda key: f"column '{key[len('extremes.') : -len('.share')]}'",
+    ),
+    KnownMeasure(
+        "extremes.*_share",
+        "Share of synthetic rows carrying any singular extreme value (or rare category), all "
+        "columns together; the gate judges each column.",
+    ),
 )
 FAMILY_MEANINGS = {
     "density_mia": "density-ratio membership attack (DOMIAS)",
@@ -311,7 +337,7 @@ def _part_of(key: str, metrics: dict[str, float]) -> tuple[str, str] | None:
     for suffix, part in PART_SUFFIXES:
         if key.endswith(suffix):
             base = key[: -len(suffix)]
-            for candidate in (base, f"{base}.risk"):
+            for candidate in (base, f"{base}.risk", f"{base}.share"):
                 if candidate in metrics and candidate != key:
                     return candidate, part
     return None

@@ -79,23 +79,47 @@ def test_every_figure_is_a_measure_or_part_of_one_and_unknown_ones_are_listed():
         **{
             "shadow_mia.outliers.auc": 0.5,
             "shadow_mia.outliers.auc_p_value": 0.5,
-            "extremes.age.share": 0.02,
+            "novel_attack.score": 0.02,
         }
     )
     measures = measures_of(build_certificate(facts(), [report], {}))
     parts = {
         k
         for k in report.metrics
-        if re.search(r"(_ci_low|\.ci_low|_ci_high|\.ci_high|_p_value)$", k)
+        if re.search(r"(_ci_low|\.ci_low|_ci_high|\.ci_high|_p_value|\.p_value)$", k)
     }
     assert set(measures) == set(report.metrics) - parts
     assert measures["dcr_share"]["ci_low"] == 0.45 and measures["dcr_share"]["ci_high"] == 0.57
     assert measures["linkability.risk"]["ci_high"] == 0.03
     assert measures["density_mia.random.auc"]["p_value"] == 0.2
     # A measure the certificate has no entry for is still listed, with the fallback meaning.
-    assert measures["extremes.age.share"]["verdict"] == "recorded"
-    assert measures["extremes.age.share"]["meaning"].endswith(FALLBACK_MEANING)
+    assert measures["novel_attack.score"]["verdict"] == "recorded"
+    assert measures["novel_attack.score"]["meaning"].endswith(FALLBACK_MEANING)
     assert measures["shadow_mia.outliers.auc"]["verdict"] == "pass"
+
+
+def test_extreme_value_measures_carry_their_threshold_and_the_gate_verdict_per_column():
+    extremes = {
+        "extremes.age.share": 0.02,
+        "extremes.age.train_share": 0.001,
+        "extremes.age.holdout_share": 0.0,
+        "extremes.age.p_value": 1e-12,
+        "extremes.hours_per_week.share": 0.001,
+        "extremes.hours_per_week.p_value": 0.4,
+        "extremes.singular_share": 0.01,
+        "extremes.singular_share_ci_low": 0.008,
+    }
+    line = (
+        "column 'age': 2% of synthetic rows carry a singular extreme value (beyond the "
+        "holdout's range, near one training row), 20.0x the real rows' 0.1% (p = 1e-12)"
+    )
+    measures = measures_of(build_certificate(facts(), [privacy([line], **extremes)], {}))
+    age = measures["extremes.age.share"]
+    assert age["verdict"] == "fail" and age["p_value"] == 1e-12 and "2.0x" in age["threshold"]
+    assert measures["extremes.hours_per_week.share"]["verdict"] == "pass"
+    assert "share in the real training rows" in measures["extremes.age.train_share"]["meaning"]
+    assert measures["extremes.singular_share"]["ci_low"] == 0.008
+    assert "extremes.age.p_value" not in measures
 
 
 def test_verdicts_follow_the_gate_lines_and_the_attack_bound():
