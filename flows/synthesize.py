@@ -353,7 +353,8 @@ def finish(
 
     # Everything is logged from staging; only then does the run folder move into place
     # (or, for a URL, get its _SUCCESS marker), so a tracking failure leaves nothing on
-    # the published (or quarantine) path.
+    # the published (or quarantine) path. The alias moves last of all: a failed rename or
+    # upload leaves `published` on the run before, whose data is where it says.
     published = result.status == "published"
     url = folder.url(published)
     if url:
@@ -366,7 +367,17 @@ def finish(
     else:
         register()
         publish(folder.staging, folder.final(published))
+    promote(tracker, config, result)
     tracker.end("FINISHED")
+
+
+def promote(tracker: RunTracker, config: RunConfig, result: RunResult) -> None:
+    """Point the registered model's alias `published` at this run's version. Called only
+    once the run's data is on its published path (renamed into place, or uploaded with its
+    `_SUCCESS` marker), so `models:/<name>@published` never names a model whose data is
+    not there. A quarantined or unregistered run moves nothing."""
+    if result.status == "published" and result.registered_model and result.registered_version:
+        tracker.set_alias(result.registered_model, "published", result.registered_version)
 
 
 # -- conditions --------------------------------------------------------------------------

@@ -393,18 +393,27 @@ def write_output(
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def publish(staging_dir: Path, final_dir: Path) -> Path:
-    """Move the complete run folder into place in one rename: the last step of a run."""
+    """Move the complete run folder into place in one rename: the last step of a run.
+
+    A failed rename is a DataError naming both folders; its OSError stays the context, so
+    a transient one is retried and a lasting one (no space, no permission) is not."""
     make_private_dirs(final_dir.parent)
-    staging_dir.rename(final_dir)
+    try:
+        staging_dir.rename(final_dir)
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot move the run from {staging_dir} to {final_dir} "
+            f"({error.strerror or error}); fix the output folder and run again"
+        ) from error
     return final_dir
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def upload(staging_dir: Path, url: str, register: Callable[[], None]) -> str:
     """Upload the complete run folder to the `output.dir` URL, then `register()` the run
-    (MLflow), then write `_SUCCESS`; a failure at any step leaves nothing there, so a
-    registered `published` model always has its data. The last step of a run published
-    to a URL."""
+    (MLflow), then write `_SUCCESS`; a failure at any step leaves nothing there. The
+    `published` alias moves only after this returns (flows.synthesize.promote), so it
+    always names a model whose data is there."""
     return upload_folder(staging_dir, url, "output.dir", before_marker=register)
 
 
@@ -420,7 +429,8 @@ def track(
     losses: list[dict[str, float]],
 ) -> tuple[str | None, str | None, str | None]:
     """Log metrics, losses and artifacts; for a published run, also the pyfunc model,
-    registered under the config's name with the alias `published`.
+    registered under the config's name. The alias `published` is not moved here: it moves
+    (flows.synthesize.promote) only once the run's data is on its published path.
 
     A quarantined run logs its reports only: no preview rows and no model, so MLflow cannot
     hand out data the gate rejected. Returns (model URI, registered name, version).
@@ -443,6 +453,5 @@ def track(
     registered_name = config.name if config.tracking.register_model else None
     model_uri, version_number = tracker.log_generator(run_dir / GENERATOR_DIR, registered_name)
     if registered_name and version_number:
-        tracker.set_alias(registered_name, "published", version_number)
         model_uri = f"models:/{registered_name}/{version_number}"
     return model_uri, registered_name, version_number

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -214,3 +215,38 @@ def test_a_rerun_after_a_failed_fit_resumes_and_new_data_starts_afresh(
     config = load_config(write_config(generator=AUTOREGRESSIVE, data={"path": str(changed)}))
     fresh = synthesize(config)
     assert "resumed_from_epoch" not in fresh.metrics
+
+
+def test_a_failed_final_rename_leaves_the_published_alias_on_the_run_before(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    path = write_config()
+    config = load_config(path)
+    before = synthesize(config)
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert store.get_model_version_by_alias(config.name, "published").run_id == (
+        before.mlflow_run_id
+    )
+
+    rename = Path.rename
+
+    def refused(self, target):
+        if self.parent.name == ".staging":  # the run folder's move into place
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refused)
+    assert main(["run", str(path)]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "cannot move the run" in errors[0], errors
+    runs = store.search_runs(["1"], order_by=["attributes.start_time DESC"])
+    failed = runs[0]
+    assert failed.info.run_id != before.mlflow_run_id and failed.info.status == "FAILED"
+    # The failed run's model was registered (logged from staging) but not promoted.
+    versions = store.search_model_versions(f"name='{config.name}'")
+    assert {v.run_id for v in versions} == {before.mlflow_run_id, failed.info.run_id}
+    published = store.get_model_version_by_alias(config.name, "published")
+    assert published.run_id == before.mlflow_run_id
+    run_root = tmp_path / "outputs" / config.name
+    assert not (run_root / failed.info.run_id).exists()
+    assert (run_root / before.mlflow_run_id / "synthetic.parquet").is_file()
