@@ -30,6 +30,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.config import RunConfig
+from flows.doctor import clean_up_dead_runs, process_tags
 from flows.modalities import Fitted, Modality, Prepared, Sampled, modality_of
 from flows.outputs import (
     Timings,
@@ -96,9 +97,12 @@ def synthesize(config: RunConfig) -> RunResult:
     flow_run_id = flow_run.get_id()
     modality = modality_of(config)
     folder = RunFolder.for_config(config)  # a URL output.dir's missing package fails here
-    tracker = start_run(config, flow_run_id)  # probes the server; may fall back
+    # probes the server; may fall back
+    tracker = start_run(config, flow_run_id, process_tags(folder.root))
     try:
         folder.open(tracker.run_id)
+        for repaired in clean_up_dead_runs(tracker.client, folder.root, tracker.run_id):
+            print(f"repaired what a killed run left: {repaired}")
         tracker.log_params(config.flat())
         timings = Timings()
         with timings("ingest_seconds"):

@@ -102,9 +102,11 @@ def reachable_tracking_uri(
     )
 
 
-def start_run(config, flow_run_id) -> RunTracker:
+def start_run(config, flow_run_id, process: dict[str, str] | None = None) -> RunTracker:
     """The MLflow run of one flow run, on the reachable tracking store (tracking.uri, else
-    tracking.fallback_uri when its server is down), tagged with what the run is."""
+    tracking.fallback_uri when its server is down), tagged with what the run is and with
+    `process` (flows.doctor.process_tags: which process runs it, so a later doctor can
+    tell a killed run from a live one)."""
     uri, unreachable = reachable_tracking_uri(config.tracking.uri, config.tracking.fallback_uri)
     if unreachable:
         print(
@@ -121,6 +123,7 @@ def start_run(config, flow_run_id) -> RunTracker:
             "synthpipe.config_hash": config.digest(),
             "synthpipe.modality": config.data.modality,
             **({"synthpipe.tracking_fallback_from": redact(unreachable)} if unreachable else {}),
+            **(process or {}),
         },
     )
 
@@ -226,6 +229,9 @@ class RunTracker:
         Returns (model URI, registered version or None). Aliases are set separately, once
         the run's gate has decided whether its data was published.
         """
+        # The fluent run ends the run (FINISHED) when the block exits; it is not over until
+        # its folder is in place (flows.synthesize.finish), so it is set RUNNING again: a
+        # kill before then must leave a run that flows.doctor can tell from a finished one.
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.pyfunc.log_model(
                 name="generator",
@@ -238,6 +244,7 @@ class RunTracker:
                 registered_model_name=registered_name,
                 code_paths=CODE_PATHS,
             )
+        self.client.update_run(self.run_id, status="RUNNING")
         registered = info.registered_model_version
         return info.model_uri, (str(registered) if registered is not None else None)
 

@@ -250,3 +250,107 @@ def test_a_failed_final_rename_leaves_the_published_alias_on_the_run_before(
     run_root = tmp_path / "outputs" / config.name
     assert not (run_root / failed.info.run_id).exists()
     assert (run_root / before.mlflow_run_id / "synthetic.parquet").is_file()
+
+
+# The CLI, stopped for good right after the run's model is registered: just before the
+# run folder would move into place.
+_KILLED_AFTER_REGISTRATION = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from prefect import task
+    import flows.synthesize
+    from flows.cli import main
+
+    @task
+    def publish_never(staging_dir, final_dir):
+        Path(sys.argv[2]).write_text("registered")
+        time.sleep(3600)
+
+    flows.synthesize.publish = publish_never
+    sys.exit(main(["run", sys.argv[1]]))
+    """
+)
+
+
+def _children_servers(parent: int) -> list[int]:
+    from flows.prefect_server import ephemeral_servers
+
+    return [server.pid for server in ephemeral_servers() if server.parent == parent]
+
+
+def test_a_cli_killed_after_registration_is_repaired_and_its_prefect_server_stops(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    from flows import prefect_server
+    from flows.prefect_server import ephemeral_servers
+
+    path = write_config()
+    marker = tmp_path / "registered"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PYTHONPATH"] = str(REPO)
+    cli = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_AFTER_REGISTRATION, str(path), str(marker)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    servers = []
+    try:
+        deadline = time.monotonic() + 400
+        while not marker.exists() and cli.poll() is None and time.monotonic() < deadline:
+            servers = servers or _children_servers(cli.pid)
+            time.sleep(0.2)
+        servers = servers or _children_servers(cli.pid)
+        assert marker.exists(), f"the run never reached registration (exit {cli.poll()})"
+        assert len(servers) == 1  # the CLI's own ephemeral Prefect server
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and servers[0] in _alive_pids():
+            time.sleep(0.5)
+        assert servers[0] not in _alive_pids(), "the killed CLI's Prefect server kept running"
+    finally:
+        cli.kill()
+        for pid in servers:  # without the watchdog: stop the server this test started
+            prefect_server.stop(pid)
+
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (killed,) = store.search_runs(["1"])
+    staging = tmp_path / "outputs" / "adult-slice" / ".staging" / killed.info.run_id
+    assert killed.info.status == "RUNNING" and killed.data.tags["synthpipe.status"] == "published"
+    assert (staging / "synthetic.parquet").is_file()
+    # Servers of other users of this machine are never the test's to stop.
+    monkeypatch.setattr(prefect_server, "ephemeral_servers", lambda: [])
+    capsys.readouterr()
+    assert main(["doctor", str(path)]) == 1
+    listed = capsys.readouterr().out
+    assert f"mark the MLflow run {killed.info.run_id} FAILED" in listed
+    assert f"remove {staging}" in listed
+    assert store.get_run(killed.info.run_id).info.status == "RUNNING"  # only listed
+    assert staging.is_dir()
+
+    later = synthesize(load_config(path))  # repairs its own output folder's leftovers
+    assert later.status == "published"
+    assert store.get_run(killed.info.run_id).info.status == "FAILED"
+    assert store.get_run(killed.info.run_id).data.tags["synthpipe.status"] == "failed"
+    assert not staging.exists()
+    published = store.get_model_version_by_alias("adult-slice", "published")
+    assert published.run_id == later.mlflow_run_id
+    capsys.readouterr()
+    assert main(["doctor", str(path)]) == 0
+    assert "nothing to repair" in capsys.readouterr().out
+    assert ephemeral_servers is not None
+
+
+def _alive_pids() -> set[int]:
+    alive = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(int(entry.name))
+    return alive
