@@ -8,9 +8,12 @@ Prefect runs a task in.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
+from collections import Counter
+from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +32,8 @@ from generators.errors import ConfigError, SynthpipeError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 6000  # MLflow's limit for one param value
+MAX_KEY_CHARS = 250  # MLflow's limit for a param or metric key (data.schema.<column>, ...)
+DIGEST_CHARS = 8  # ends a key that had to be cut or told apart (mlflow_keys)
 # A tracking server is probed before any work starts: a run should fail in seconds, not
 # after an hour of training, when the server is down.
 PROBE_ATTEMPTS = 3
@@ -48,6 +53,22 @@ REQUIREMENTS = [
 ]
 # The logged model carries the code it needs, so it loads where synthpipe is not installed.
 CODE_PATHS = [str(Path(__file__).resolve().parent), str(Path(generators.__file__).resolve().parent)]
+
+
+def mlflow_keys(names: Iterable[str]) -> dict[str, str]:
+    """Each name's MLflow key (params, metrics): `_key(name)`, unique and at most
+    MAX_KEY_CHARS long. A key that is too long, or that a changed name shares with another
+    name (`a?b` and `a!b` both sanitise to `a_b`), is cut and ends in `-` and a digest of
+    the name instead, so no value is refused or silently overwrites another's."""
+    plain = {name: _key(name) for name in names}
+    shared = Counter(plain.values())
+    keys = {}
+    for name, key in plain.items():
+        if len(key) > MAX_KEY_CHARS or (shared[key] > 1 and key != name):
+            digest = hashlib.sha256(name.encode()).hexdigest()[:DIGEST_CHARS]
+            key = f"{key[: MAX_KEY_CHARS - DIGEST_CHARS - 1]}-{digest}"
+        keys[name] = key
+    return keys
 
 
 def _key(name: str) -> str:
@@ -190,21 +211,24 @@ class RunTracker:
         return tracker
 
     def log_params(self, params: dict[str, str]) -> None:
-        items = [Param(_key(key), str(value)[:MAX_PARAM_CHARS]) for key, value in params.items()]
+        keys = mlflow_keys(params)
+        items = [Param(keys[key], str(value)[:MAX_PARAM_CHARS]) for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
-        items = [Metric(_key(key), float(value), now, step) for key, value in metrics.items()]
+        keys = mlflow_keys(metrics)
+        items = [Metric(keys[key], float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
 
     def log_losses(self, losses: list[dict[str, float]]) -> None:
         """Per-epoch losses as metrics `loss.<name>` with the epoch as step."""
         now = int(time.time() * 1000)
+        keys = mlflow_keys(f"loss.{name}" for row in losses for name in row)
         items = [
-            Metric(_key(f"loss.{name}"), float(value), now, epoch)
+            Metric(keys[f"loss.{name}"], float(value), now, epoch)
             for epoch, row in enumerate(losses)
             for name, value in row.items()
         ]

@@ -283,7 +283,6 @@ def test_a_cli_killed_after_registration_is_repaired_and_its_prefect_server_stop
     write_config, tmp_path, capsys, monkeypatch, prefect_harness
 ):
     from flows import prefect_server
-    from flows.prefect_server import ephemeral_servers
 
     path = write_config()
     marker = tmp_path / "registered"
@@ -341,7 +340,6 @@ def test_a_cli_killed_after_registration_is_repaired_and_its_prefect_server_stop
     capsys.readouterr()
     assert main(["doctor", str(path)]) == 0
     assert "nothing to repair" in capsys.readouterr().out
-    assert ephemeral_servers is not None
 
 
 def _alive_pids() -> set[int]:
