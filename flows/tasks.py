@@ -72,32 +72,55 @@ for _name in ("prefect.task_runs", "prefect.flow_runs"):
     logging.getLogger(_name).addFilter(_NoTracebackForUserErrors())
 
 
+# OSErrors that stay on a retry: the file is missing or not a file, access is refused, the
+# disk is full, over quota or read-only, the name is unusable.
+LASTING_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EINVAL,
+}
+
+
+def lasting_os_error(error: BaseException | None) -> bool:
+    """Whether `error` is an OSError that a retry cannot cure (LASTING_ERRNOS, a bad gzip
+    stream), or one with no errno that is no network failure: a library's word for a bad
+    format (pyarrow's "Couldn't deserialize thrift", Pillow's unidentified image)."""
+    if not isinstance(error, OSError):
+        return False
+    if isinstance(error, gzip.BadGzipFile) or error.errno in LASTING_ERRNOS:
+        return True
+    return error.errno is None and not isinstance(error, (ConnectionError, TimeoutError))
+
+
 def retry_on_io_error(task, task_run, state) -> bool:
-    """Retry reads and writes that failed for an I/O reason (a flaky network share), not for
-    bad input: readers wrap OSError in a DataError, whose context keeps the OSError."""
+    """Retry reads and writes that failed for a passing I/O reason (a flaky network share, a
+    timeout), never for bad input or a lasting fault (lasting_os_error): readers wrap
+    OSError in a DataError, whose context keeps the OSError."""
     try:
         state.result()
     except Exception as error:
         cause = error.__context__ if isinstance(error, SynthpipeError) else error
-        permanent = (FileNotFoundError, PermissionError, IsADirectoryError, gzip.BadGzipFile)
-        # A full disk, an exceeded quota or a read-only filesystem stays so on a retry.
-        lasting = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-        return (
-            isinstance(cause, OSError)
-            and not isinstance(cause, permanent)
-            and cause.errno not in lasting
-        )
+        return isinstance(cause, OSError) and not lasting_os_error(cause)
     return False
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry a crash (a lost GPU, memory, a killed worker thread), never bad input."""
+    """Retry a crash (a lost GPU, memory, a killed worker thread), never bad input or a
+    lasting fault such as a full disk."""
     try:
         state.result()
     except SynthpipeError:
         return False
-    except Exception:
-        return True
+    except Exception as error:
+        return not lasting_os_error(error)
     return False
 
 
@@ -217,8 +240,7 @@ def fit(
         generator.fit(
             train, data.model_schema, seed=config.seed, dp=dp, checkpoint_dir=checkpoint_dir
         )
-    generator.save(folder.generator)
-    modality.after_fit(generator, folder)
+    save_generator(generator, modality, folder)
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         remove_if_empty(folder.checkpoints)
@@ -228,6 +250,20 @@ def fit(
         float(generator.epsilon_spent_) if dp is not None else None,
         float(generator.resumed_from_) if generator.resumed_from_ is not None else None,
     )
+
+
+def save_generator(generator, modality: Modality, folder: RunFolder) -> None:
+    """Save the fitted generator (and what the modality adds) into the run folder; a failed
+    write (full disk, quota, no permission) is one DataError naming the folder, which the
+    fit task does not retry: training again would only fill the disk again."""
+    try:
+        generator.save(folder.generator)
+        modality.after_fit(generator, folder)
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot save the trained model in {folder.generator} "
+            f"({error.strerror or error}); free space there or choose another output.dir"
+        ) from error
 
 
 @task(cache_policy=NO_CACHE)

@@ -8,6 +8,7 @@ Prefect runs a task in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -18,8 +19,14 @@ from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; two first runs at once there may still collide
+    fcntl = None
+
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import generators
@@ -152,15 +159,39 @@ def start_run(config, flow_run_id, process: dict[str, str] | None = None) -> Run
 def private_local_store(uri: str) -> None:
     """A local SQLite store is created owner-only (0600), or made so when this user owns it:
     it holds every param, tag and metric of every run, as private as the run folder."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri[len("sqlite:///") :])
-    if not path.name or str(path) == ":memory:":
+    path = _sqlite_path(uri)
+    if path is None:
         return
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     _owner_only(path, 0o600)
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """For a local SQLite store, hold an exclusive lock on `<file>.lock` beside it (created
+    owner-only), so only one process at a time creates or migrates its tables; for any
+    other store, nothing."""
+    path = _sqlite_path(uri)
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_name(path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The file of a local `sqlite:///` store, None for any other (or in-memory) store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri[len("sqlite:///") :])
+    return None if not path.name or str(path) == ":memory:" else path
 
 
 def private_artifact_root(location: str | None) -> None:
@@ -192,15 +223,46 @@ class RunTracker:
 
     def __init__(self, uri: str | None, experiment: str, run_name: str, tags: dict[str, str]):
         self.uri = tracking_uri(uri)
-        private_local_store(self.uri)
+        if not experiment.strip():
+            raise ConfigError("tracking.experiment: is empty; name the MLflow experiment")
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
-        found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-        private_artifact_root(self.client.get_experiment(experiment_id).artifact_location)
-        self.run_id = self.client.create_run(
-            experiment_id, run_name=run_name, tags=tags
-        ).info.run_id
+        try:
+            # Two runs starting at once on a fresh SQLite file would both create its tables
+            # (MlflowClient does, on construction).
+            with store_lock(self.uri):
+                private_local_store(self.uri)
+                self.client = MlflowClient(self.uri)
+                experiment_id = self._experiment_id(experiment)
+            private_artifact_root(self.client.get_experiment(experiment_id).artifact_location)
+            self.run_id = self.client.create_run(
+                experiment_id, run_name=run_name, tags=tags
+            ).info.run_id
+        except MlflowException as error:
+            first = redact(" ".join(str(error).split())[:300])
+            raise TrackingUnavailable(
+                f"tracking.uri: cannot start an MLflow run in {redact(self.uri)} ({first}); "
+                "check the store, or point tracking.uri at another"
+            ) from None
+
+    def _experiment_id(self, name: str) -> str:
+        """The active experiment `name`, created when missing; a deleted one is refused:
+        MLflow cannot log to it, and restoring it is the user's choice."""
+        found = self.client.get_experiment_by_name(name)
+        if found is not None and found.lifecycle_stage != "active":
+            raise ConfigError(
+                f"tracking.experiment: '{name}' is deleted in {redact(self.uri)}; restore it "
+                f"(mlflow experiments restore --experiment-id {found.experiment_id}) or name "
+                "another experiment"
+            )
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:  # another run (on a server) created it meanwhile
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     @classmethod
     def resume(cls, uri: str, run_id: str) -> RunTracker:

@@ -16,6 +16,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -24,7 +28,7 @@ from flows.cli import main
 from flows.config import load_config
 from flows.synthesize import synthesize
 from tests.conftest import REPO
-from tests.flows.conftest import assert_nothing_written
+from tests.flows.conftest import PLAIN_CSV, assert_nothing_written
 
 pytestmark = pytest.mark.slow
 
@@ -352,3 +356,169 @@ def _alive_pids() -> set[int]:
         if state != "Z":
             alive.add(int(entry.name))
     return alive
+
+
+def test_mlflow_keys_are_unique_and_within_mlflows_limit():
+    from flows.tracking import MAX_KEY_CHARS, mlflow_keys
+
+    long = "x" * 300
+    names = ["data.schema.a?b", "data.schema.a!b", "data.schema.a_b", long, long[:-1], "plain"]
+    keys = mlflow_keys(names)
+    assert len(set(keys.values())) == len(names)
+    assert all(len(key) <= MAX_KEY_CHARS for key in keys.values())
+    # Names MLflow takes as they are keep their key: the golden runs' keys do not move.
+    assert keys["data.schema.a_b"] == "data.schema.a_b" and keys["plain"] == "plain"
+
+
+def test_long_and_colliding_column_names_are_logged_apart(
+    write_config, tmp_path, capsys, prefect_harness
+):
+    long_name = "measurement_" + "x" * 240  # data.schema.<it> is beyond 250 characters
+    rows = 240
+    frame = pd.DataFrame(
+        {
+            long_name: np.random.default_rng(0).normal(size=rows),
+            "size": np.random.default_rng(1).integers(1, 50, rows),
+            # Class labels become metric names (downstream.*.recall.<label>): both are a_b.
+            "label": np.where(np.arange(rows) % 3 == 0, "a?b", "a!b"),
+        }
+    )
+    data = tmp_path / "long.csv"
+    frame.to_csv(data, index=False)
+    path = write_config(
+        data={**PLAIN_CSV, "path": str(data), "target": "label", "schema": {long_name: "numeric"}}
+    )
+    code = main(["run", str(path)])
+    err = capsys.readouterr().err
+    assert code in (0, 3) and "Traceback" not in err, err[-2000:]
+    (run,) = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])
+    schema_params = [key for key in run.data.params if key.startswith("data.schema.")]
+    assert len(schema_params) == 1 and len(schema_params[0]) <= 250
+    assert run.data.params[schema_params[0]] == "numeric"
+    recalls = [key for key in run.data.metrics if key.startswith("downstream.real.recall.")]
+    assert len(recalls) == 2, recalls  # one per label, neither overwriting the other
+
+
+def test_a_deleted_experiment_fails_in_one_line(write_config, tmp_path, capsys, prefect_harness):
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store.delete_experiment(store.create_experiment("tests"))
+    assert main(["run", str(write_config())]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "tracking.experiment: 'tests' is deleted" in errors[0], errors
+    assert "restore" in errors[0]
+    assert_nothing_written(tmp_path / "outputs")
+
+
+def test_an_empty_experiment_name_fails_in_one_line(
+    write_config, tmp_path, capsys, prefect_harness
+):
+    assert main(["run", str(write_config(tracking={"experiment": " "}))]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "tracking.experiment" in errors[0], errors
+    assert_nothing_written(tmp_path / "outputs")
+
+
+_FIRST_RUN = textwrap.dedent(
+    """
+    import os, sys, time
+    from flows.tracking import RunTracker
+
+    print("ready", flush=True)
+    while not os.path.exists(sys.argv[2]):  # both processes start their run at once
+        time.sleep(0.005)
+    print(RunTracker(sys.argv[1], "race", "first", {}).run_id)
+    """
+)
+
+
+def test_the_first_two_runs_on_a_fresh_store_both_start(tmp_path):
+    uri, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_RUN, uri, str(go)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    assert [run.stdout.readline().strip() for run in runs] == ["ready", "ready"]
+    go.touch()
+    outcomes = [run.communicate(timeout=300) for run in runs]
+    for run, (_, err) in zip(runs, outcomes, strict=True):
+        assert run.returncode == 0, err[-3000:]
+    started = {out.split()[-1] for out, _ in outcomes}
+    listed = {r.info.run_id for r in MlflowClient(uri).search_runs(["1"])}
+    assert len(started) == 2 and started == listed
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    import flows.modalities.base
+
+    real, reads = flows.modalities.base.read_table, []
+
+    def counted(path, *args, **kwargs):
+        reads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(flows.modalities.base, "read_table", counted)
+    return reads
+
+
+def test_ingest_does_not_retry_a_bad_format(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    corrupt = tmp_path / "corrupt.parquet"
+    pq.write_table(pa.table({"a": list(range(100)), "b": [str(i) for i in range(100)]}), corrupt)
+    body = bytearray(corrupt.read_bytes())
+    body[-60:-8] = b"\xff" * 52  # the footer's metadata, between intact magic bytes
+    corrupt.write_bytes(bytes(body))
+    reads = _count_reads(monkeypatch)
+    assert main(["run", str(write_config(data={**PLAIN_CSV, "path": str(corrupt)}))]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and str(corrupt) in errors[0], errors
+    assert len(reads) == 1  # pyarrow calls it an OSError, but a retry reads the same bytes
+
+
+def test_ingest_retries_a_passing_io_error(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    import flows.modalities.base
+
+    reads = []
+
+    def flaky(path, *args, **kwargs):
+        reads.append(path)
+        raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+
+    monkeypatch.setattr(flows.modalities.base, "read_table", flaky)
+    assert main(["run", str(write_config())]) == 1
+    assert len(reads) == 3  # the first read and both retries
+
+
+def test_a_full_disk_while_saving_the_model_is_not_retried(
+    write_config, tmp_path, capsys, monkeypatch, prefect_harness
+):
+    from generators.table.sdv import GaussianCopulaGenerator
+
+    fits, real_fit = [], GaussianCopulaGenerator.fit
+
+    def counted_fit(self, *args, **kwargs):
+        fits.append(1)
+        return real_fit(self, *args, **kwargs)
+
+    def disk_full(self, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(GaussianCopulaGenerator, "fit", counted_fit)
+    monkeypatch.setattr(GaussianCopulaGenerator, "save", disk_full)
+    assert main(["run", str(write_config())]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1, errors
+    assert "cannot save the trained model in" in errors[0] and "No space left" in errors[0]
+    assert "generator" in errors[0]  # names the folder
+    assert len(fits) == 1  # trained once: a full disk stays full
+    assert_nothing_written(tmp_path / "outputs")
