@@ -591,6 +591,8 @@ def _add_doctor_command(commands) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from flows.config import load_config
     from flows.doctor import existing_store, find_repairs
     from flows.run_folder import run_roots
@@ -608,6 +610,8 @@ def _doctor(args: argparse.Namespace) -> int:
         repairs = list({r.what: r for c in checks for r in find_repairs(*c)}.values())
     except SynthpipeError as error:
         return _fail(error, as_json=False, generator=None)
+    except MlflowException as error:  # an unreachable or broken store
+        return _fail(f"tracking store: {str(error).splitlines()[0]}", False, None)
     for repair in repairs:
         if args.fix:
             repair.fix()

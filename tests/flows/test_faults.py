@@ -27,6 +27,7 @@ import flows.tasks
 from flows.cli import main
 from flows.config import load_config
 from flows.synthesize import synthesize
+from generators.errors import DataError
 from tests.conftest import REPO
 from tests.flows.conftest import PLAIN_CSV, assert_nothing_written
 
@@ -490,13 +491,18 @@ def test_ingest_retries_a_passing_io_error(
 
     reads = []
 
-    def flaky(path, *args, **kwargs):
+    def flaky(path, *args, **kwargs):  # as a reader reports a flaky share
         reads.append(path)
-        raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        try:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        except OSError as error:
+            raise DataError(f"{path}: cannot read ({error.strerror})") from None
 
     monkeypatch.setattr(flows.modalities.base, "read_table", flaky)
     assert main(["run", str(write_config())]) == 1
     assert len(reads) == 3  # the first read and both retries
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "Input/output error" in errors[0], errors
 
 
 def test_a_full_disk_while_saving_the_model_is_not_retried(
