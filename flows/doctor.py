@@ -105,9 +105,11 @@ def staging_leftovers(
         run = _run_or_none(client, folder.name)
         if run is None:
             continue  # not a run of this store: another store's, not ours to judge
+        if PID_TAG in run.data.tags and not dead(run):
+            continue  # its process still runs (a run is briefly FINISHED while it logs)
         if run.info.status == "RUNNING":
-            if not dead(run):
-                continue
+            if PID_TAG not in run.data.tags:
+                continue  # recorded no process: cannot tell it is dead
             marking = _mark_failed(client, run)
             if marking.what not in skip:
                 repairs.append(marking)
@@ -121,9 +123,9 @@ def staging_leftovers(
 
 
 def dead(run) -> bool:
-    """Whether a RUNNING run's process is gone: recorded on this host, and no process with
-    its pid runs that started before the run did. Runs that recorded no process (started
-    before synthpipe did), or ran on another host, count as alive."""
+    """Whether a run's process is gone: recorded on this host, and no process with its pid
+    runs that started before the run did. Runs that recorded no process (started before
+    synthpipe recorded it), or ran on another host, count as alive."""
     tags = run.data.tags
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
         return False

@@ -57,8 +57,11 @@ def test_doctor_lists_then_repairs_dead_runs_only(store, tmp_path, capsys, monke
     hour_ago = int((time.time() - 3600) * 1000)
     try:
         reused_run, reused_staging = _run(client, experiment, root, reused.pid, None, hour_ago)
-        finished, finished_staging = _run(client, experiment, root, os.getpid())
+        finished, finished_staging = _run(client, experiment, root, _ended_pid())
         client.set_terminated(finished, "FINISHED")
+        # FINISHED for a moment while its process logs the model: still the live run's.
+        logging, logging_staging = _run(client, experiment, root, os.getpid())
+        client.set_terminated(logging, "FINISHED")
         unknown = root / ".staging" / "not-a-run-of-this-store"
         unknown.mkdir()
 
@@ -68,7 +71,7 @@ def test_doctor_lists_then_repairs_dead_runs_only(store, tmp_path, capsys, monke
             assert f"would: mark the MLflow run {run_id} FAILED" in listed
         for folder in (dead_staging, reused_staging, finished_staging):
             assert f"would: remove {folder} " in listed
-        for untouched in (live, elsewhere, str(unknown)):
+        for untouched in (live, elsewhere, logging, str(unknown)):
             assert untouched not in listed
         assert client.get_run(dead).info.status == "RUNNING" and dead_staging.is_dir()
 
@@ -83,6 +86,7 @@ def test_doctor_lists_then_repairs_dead_runs_only(store, tmp_path, capsys, monke
         assert not dead_staging.exists() and not reused_staging.exists()
         assert not finished_staging.exists()
         assert live_staging.is_dir() and elsewhere_staging.is_dir() and unknown.is_dir()
+        assert logging_staging.is_dir()
         assert reused.poll() is None  # the process that reuses the pid is not touched
 
         assert main(["doctor", "--tracking-uri", uri]) == 0

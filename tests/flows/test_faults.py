@@ -413,7 +413,7 @@ def test_a_deleted_experiment_fails_in_one_line(write_config, tmp_path, capsys, 
 def test_an_empty_experiment_name_fails_in_one_line(
     write_config, tmp_path, capsys, prefect_harness
 ):
-    assert main(["run", str(write_config(tracking={"experiment": " "}))]) == 1
+    assert main(["run", str(write_config(tracking={"experiment": ""}))]) == 1
     errors = _error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "tracking.experiment" in errors[0], errors
     assert_nothing_written(tmp_path / "outputs")
@@ -528,3 +528,39 @@ def test_a_full_disk_while_saving_the_model_is_not_retried(
     assert "generator" in errors[0]  # names the folder
     assert len(fits) == 1  # trained once: a full disk stays full
     assert_nothing_written(tmp_path / "outputs")
+
+
+def test_a_failed_success_marker_leaves_the_published_alias_on_the_run_before(
+    write_config, tmp_path, memory, monkeypatch, prefect_harness
+):
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from generators.data.remote import SUCCESS_MARKER
+
+    fs, url = memory
+    fast = {
+        "validation": {"expectations": False, "fidelity": False, "plots": False},
+        "privacy": {"attacks": False},
+    }
+    config = load_config(
+        write_config(output={"dir": f"{url}/runs", "local_dir": str(tmp_path / "local")}, **fast)
+    )
+    before = synthesize(config)
+    store = MlflowClient(config.tracking.uri)
+    assert store.get_model_version_by_alias(config.name, "published").run_id == (
+        before.mlflow_run_id
+    )
+    pipe_file = MemoryFileSystem.pipe_file
+
+    def no_marker(self, path, *args, **kwargs):
+        if path.endswith(SUCCESS_MARKER):
+            raise OSError(errno.EIO, "the store went away")
+        return pipe_file(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "pipe_file", no_marker)
+    assert synthesize(config, return_state=True).is_failed()
+    # Registered from staging before the marker, but the marker never came: not promoted.
+    assert len(store.search_model_versions(f"name='{config.name}'")) == 2
+    published = store.get_model_version_by_alias(config.name, "published")
+    assert published.run_id == before.mlflow_run_id
+    assert fs.exists(f"{url}/runs/{config.name}/{before.mlflow_run_id}/{SUCCESS_MARKER}")
