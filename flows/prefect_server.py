@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,17 +145,17 @@ def stop(pid: int, grace_s: float = STOP_GRACE_S) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, ended but not yet reaped by its parent, does not)."""
+    """Whether `pid` runs; a zombie (ended, not yet reaped by its parent) does not."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        if sys.platform.startswith("linux"):
-            return False
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
+            pass
         return True
     return state != "Z"
