@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("generators", help="list the registered generators")
     _add_approve_command(commands)
     _add_deployment_commands(commands)
+    _add_doctor_command(commands)
 
     args = parser.parse_args(argv)
     handlers = {
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": _batch,
         "ui": _ui,
         "approve": _approve,
+        "doctor": _doctor,
     }
     return handlers[args.command](args)
 
@@ -282,6 +284,7 @@ def _run(args: argparse.Namespace) -> int:
     from flows.result import outcome_of
     from flows.synthesize import synthesize
 
+    _stop_ephemeral_server_with_this_process()
     outcome = outcome_of(synthesize(config, return_state=True))
     # Prefect logs the ephemeral server's shutdown at exit; the run's own verdict (or its
     # error line) must stay the last thing printed.
@@ -306,6 +309,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     return 0 if result.status == "published" else EXIT_QUARANTINED
+
+
+def _stop_ephemeral_server_with_this_process() -> None:
+    """Without PREFECT_API_URL, Prefect starts a temporary server as a child process and
+    stops it at exit, which a kill -9 skips: make that server watch this process instead."""
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.prefect_server import watch_ephemeral_server
+
+        watch_ephemeral_server()
 
 
 def _prefect_api_problem(attempts: int = 3) -> str | None:
@@ -598,6 +610,7 @@ def _batch(args: argparse.Namespace) -> int:
 
     from flows.batch import batch
 
+    _stop_ephemeral_server_with_this_process()
     state = batch(
         [str(path) for path in args.configs],
         list(args.overrides),
@@ -655,6 +668,64 @@ def _ui(args: argparse.Namespace) -> int:
             return 0
         finally:
             ui.stop()
+
+
+def _add_doctor_command(commands) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="find (and with --fix repair) what killed runs left: RUNNING runs, .staging/ "
+        "folders, ephemeral Prefect servers",
+        description="List what runs killed mid-way left behind: MLflow runs still RUNNING "
+        "whose process is gone, staging folders of runs that are over, ephemeral Prefect "
+        "servers whose parent is gone. Exits 1 when something needs repair; with --fix, "
+        "repairs it (runs marked FAILED, folders removed, servers stopped). A live run, or "
+        "one of another host, is never touched.",
+    )
+    doctor.add_argument(
+        "configs",
+        type=Path,
+        nargs="*",
+        metavar="CONFIG",
+        help="check these configs' tracking stores, experiments and output folders "
+        "(default: every experiment of --tracking-uri)",
+    )
+    doctor.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="without configs: default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db",
+    )
+    doctor.add_argument("--fix", action="store_true", help="repair what was found")
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from flows.config import load_config
+    from flows.doctor import existing_store, find_repairs
+    from flows.run_folder import run_roots
+    from flows.tracking import tracking_uri
+
+    try:
+        checks = []  # (store or None, run roots, experiment ids or None for all)
+        for path in args.configs:
+            config = load_config(path)
+            client = existing_store(tracking_uri(config.tracking.uri))
+            found = client.get_experiment_by_name(config.tracking.experiment) if client else None
+            checks.append((client, [run_roots(config)[0]], [found.experiment_id] if found else []))
+        if not args.configs:
+            checks.append((existing_store(tracking_uri(args.tracking_uri)), [], None))
+        repairs = list({r.what: r for c in checks for r in find_repairs(*c)}.values())
+    except SynthpipeError as error:
+        return _fail(error, as_json=False, generator=None)
+    except MlflowException as error:  # an unreachable or broken store
+        return _fail(f"tracking store: {str(error).splitlines()[0]}", False, None)
+    for repair in repairs:
+        if args.fix:
+            repair.fix()
+        print(f"{'repaired' if args.fix else 'would'}: {repair.what}")
+    if not repairs:
+        print("nothing to repair")
+    return EXIT_FAILED if repairs and not args.fix else 0
 
 
 def _print_summary(result) -> None:

@@ -29,7 +29,9 @@ import pandas as pd
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.approve import APPROVAL_TAG, alias_moves_on_publish
 from flows.config import RunConfig
+from flows.doctor import clean_up_dead_runs, process_tags
 from flows.modalities import Fitted, Modality, Prepared, Sampled, modality_of
 from flows.outputs import (
     Timings,
@@ -97,9 +99,12 @@ def synthesize(config: RunConfig) -> RunResult:
     flow_run_id = flow_run.get_id()
     modality = modality_of(config)
     folder = RunFolder.for_config(config)  # a URL output.dir's missing package fails here
-    tracker = start_run(config, flow_run_id)  # probes the server; may fall back
+    # probes the server; may fall back
+    tracker = start_run(config, flow_run_id, process_tags(folder.root))
     try:
         folder.open(tracker.run_id)
+        for repaired in clean_up_dead_runs(tracker.client, folder.root, tracker.run_id):
+            print(f"repaired what a killed run left: {repaired}")
         tracker.log_params(config.flat())
         timings = Timings()
         with timings("ingest_seconds"):
@@ -363,7 +368,8 @@ def finish(
 
     # Everything is logged from staging; only then does the run folder move into place
     # (or, for a URL, get its _SUCCESS marker), so a tracking failure leaves nothing on
-    # the published (or quarantine) path.
+    # the published (or quarantine) path. The alias moves last of all: a failed rename or
+    # upload leaves `published` on the run before, whose data is where it says.
     published = result.status == "published"
     url = folder.url(published)
     if url:
@@ -376,7 +382,21 @@ def finish(
     else:
         register()
         publish(folder.staging, folder.final(published))
+    promote(tracker, config, result)
     tracker.end("FINISHED")
+
+
+def promote(tracker: RunTracker, config: RunConfig, result: RunResult) -> None:
+    """Point the registered model's alias `published` at this run's version. Called only
+    once the run's data is on its published path (renamed into place, or uploaded with its
+    `_SUCCESS` marker), so `models:/<name>@published` never names a model whose data is
+    not there. A quarantined or unregistered run moves nothing; with
+    output.require_approval the run is tagged pending and `synthpipe approve` moves it."""
+    if result.status == "published" and result.registered_model and result.registered_version:
+        if alias_moves_on_publish(config):
+            tracker.set_alias(result.registered_model, "published", result.registered_version)
+        else:
+            tracker.set_tags({APPROVAL_TAG: "pending"})
 
 
 # -- conditions --------------------------------------------------------------------------

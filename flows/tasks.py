@@ -25,7 +25,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.approve import APPROVAL_TAG, CERTIFICATE_SHA256_TAG, alias_moves_on_publish
+from flows.approve import CERTIFICATE_SHA256_TAG
 from flows.config import DataConfig, RunConfig
 from flows.modalities import Fitted, Modality, Prepared, Sampled, modality_of
 from flows.run_folder import (
@@ -78,32 +78,55 @@ for _name in ("prefect.task_runs", "prefect.flow_runs"):
     logging.getLogger(_name).addFilter(_NoTracebackForUserErrors())
 
 
+# OSErrors that stay on a retry: the file is missing or not a file, access is refused, the
+# disk is full, over quota or read-only, the name is unusable.
+LASTING_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EINVAL,
+}
+
+
+def lasting_os_error(error: BaseException | None) -> bool:
+    """Whether `error` is an OSError that a retry cannot cure (LASTING_ERRNOS, a bad gzip
+    stream), or one with no errno that is no network failure: a library's word for a bad
+    format (pyarrow's "Couldn't deserialize thrift", Pillow's unidentified image)."""
+    if not isinstance(error, OSError):
+        return False
+    if isinstance(error, gzip.BadGzipFile) or error.errno in LASTING_ERRNOS:
+        return True
+    return error.errno is None and not isinstance(error, (ConnectionError, TimeoutError))
+
+
 def retry_on_io_error(task, task_run, state) -> bool:
-    """Retry reads and writes that failed for an I/O reason (a flaky network share), not for
-    bad input: readers wrap OSError in a DataError, whose context keeps the OSError."""
+    """Retry reads and writes that failed for a passing I/O reason (a flaky network share, a
+    timeout), never for bad input or a lasting fault (lasting_os_error): readers wrap
+    OSError in a DataError, whose context keeps the OSError."""
     try:
         state.result()
     except Exception as error:
         cause = error.__context__ if isinstance(error, SynthpipeError) else error
-        permanent = (FileNotFoundError, PermissionError, IsADirectoryError, gzip.BadGzipFile)
-        # A full disk, an exceeded quota or a read-only filesystem stays so on a retry.
-        lasting = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-        return (
-            isinstance(cause, OSError)
-            and not isinstance(cause, permanent)
-            and cause.errno not in lasting
-        )
+        return isinstance(cause, OSError) and not lasting_os_error(cause)
     return False
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry a crash (a lost GPU, memory, a killed worker thread), never bad input."""
+    """Retry a crash (a lost GPU, memory, a killed worker thread), never bad input or a
+    lasting fault such as a full disk."""
     try:
         state.result()
     except SynthpipeError:
         return False
-    except Exception:
-        return True
+    except Exception as error:
+        return not lasting_os_error(error)
     return False
 
 
@@ -258,8 +281,7 @@ def fit(
         generator.reserve_ids(holdout.scan(config.data.stream.chunk_rows) if ids else [])
     else:
         generator.reserve_ids(data.holdout)
-    generator.save(folder.generator)
-    modality.after_fit(generator, folder)
+    save_generator(generator, modality, folder)
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         remove_if_empty(folder.checkpoints)
@@ -269,6 +291,20 @@ def fit(
         float(generator.epsilon_spent_) if dp is not None else None,
         float(generator.resumed_from_) if generator.resumed_from_ is not None else None,
     )
+
+
+def save_generator(generator, modality: Modality, folder: RunFolder) -> None:
+    """Save the fitted generator (and what the modality adds) into the run folder; a failed
+    write (full disk, quota, no permission) is one DataError naming the folder, which the
+    fit task does not retry: training again would only fill the disk again."""
+    try:
+        generator.save(folder.generator)
+        modality.after_fit(generator, folder)
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot save the trained model in {folder.generator} "
+            f"({error.strerror or error}); free space there or choose another output.dir"
+        ) from error
 
 
 @task(cache_policy=NO_CACHE)
@@ -437,18 +473,27 @@ def write_output(
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def publish(staging_dir: Path, final_dir: Path) -> Path:
-    """Move the complete run folder into place in one rename: the last step of a run."""
+    """Move the complete run folder into place in one rename: the last step of a run.
+
+    A failed rename is a DataError naming both folders; its OSError stays the context, so
+    a transient one is retried and a lasting one (no space, no permission) is not."""
     make_private_dirs(final_dir.parent)
-    staging_dir.rename(final_dir)
+    try:
+        staging_dir.rename(final_dir)
+    except OSError as error:
+        raise DataError(
+            f"output.dir: cannot move the run from {staging_dir} to {final_dir} "
+            f"({error.strerror or error}); fix the output folder and run again"
+        ) from error
     return final_dir
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def upload(staging_dir: Path, url: str, register: Callable[[], None]) -> str:
     """Upload the complete run folder to the `output.dir` URL, then `register()` the run
-    (MLflow), then write `_SUCCESS`; a failure at any step leaves nothing there, so a
-    registered `published` model always has its data. The last step of a run published
-    to a URL."""
+    (MLflow), then write `_SUCCESS`; a failure at any step leaves nothing there. The
+    `published` alias moves only after this returns (flows.synthesize.promote), so it
+    always names a model whose data is there."""
     return upload_folder(staging_dir, url, "output.dir", before_marker=register)
 
 
@@ -465,8 +510,9 @@ def track(
 ) -> tuple[str | None, str | None, str | None]:
     """Log metrics, losses and artifacts (the release certificate under certificate/, its
     SHA-256 as a tag); for a published run, also the pyfunc model, registered under the
-    config's name with the alias `published` (with output.require_approval, the alias
-    waits for `synthpipe approve`).
+    config's name. The alias `published` is not moved here: it moves
+    (flows.synthesize.promote) only once the run's data is on its published path, and with
+    output.require_approval only when `synthpipe approve` signs the run off.
 
     A quarantined run logs its reports only: no preview rows and no model, so MLflow cannot
     hand out data the gate rejected. Returns (model URI, registered name, version).
@@ -498,9 +544,5 @@ def track(
     registered_name = config.name if config.tracking.register_model else None
     model_uri, version_number = tracker.log_generator(run_dir / GENERATOR_DIR, registered_name)
     if registered_name and version_number:
-        if alias_moves_on_publish(config):
-            tracker.set_alias(registered_name, "published", version_number)
-        else:
-            tracker.set_tags({APPROVAL_TAG: "pending"})
         model_uri = f"models:/{registered_name}/{version_number}"
     return model_uri, registered_name, version_number
