@@ -40,6 +40,11 @@ def write_slice_config(folder: Path, adult_slice: Path, **sections) -> Path:
         },
         "generator": {"name": "gaussian_copula", "params": {"default_distribution": "norm"}},
         "sample": {"rows": 300, "seed": 7},
+        # The shadow attack trains 8 shadow generators per table run (about 5 s of CPU on
+        # this slice); tests of other features leave it out. It runs, at the defaults, in
+        # the golden table run (tests/test_golden.py) and in tests/validation/test_shadow.py;
+        # a flow test that needs it passes privacy={"shadow": {"enabled": True}}.
+        "privacy": {"shadow": {"enabled": False}},
         "output": {"dir": str(folder / "outputs")},
         "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
     }
