@@ -66,7 +66,7 @@ def run_case(kind: str, rows: int) -> dict:
     if kind == "exact":
         encoder = DistanceEncoder.fit(train, schema)
         x_train, x_other = encoder.transform(train), encoder.transform(other)
-        nearest_neighbors(x_other, x_train, 2, n_columns=encoder.n_columns)
+        nearest_neighbors(x_other, x_train, 2, **encoder.search)
         extra = {"features": int(x_train.shape[1])}
     else:
         holdout, _ = adult_like(rows, seed=3)

@@ -337,7 +337,7 @@ def _part_of(key: str, metrics: dict[str, float]) -> tuple[str, str] | None:
     for suffix, part in PART_SUFFIXES:
         if key.endswith(suffix):
             base = key[: -len(suffix)]
-            for candidate in (base, f"{base}.risk", f"{base}.share"):
+            for candidate in (base, f"{base}.risk", f"{base}.share", f"{base}_share"):
                 if candidate in metrics and candidate != key:
                     return candidate, part
     return None

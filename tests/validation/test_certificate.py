@@ -108,6 +108,7 @@ def test_extreme_value_measures_carry_their_threshold_and_the_gate_verdict_per_c
         "extremes.hours_per_week.p_value": 0.4,
         "extremes.singular_share": 0.01,
         "extremes.singular_share_ci_low": 0.008,
+        "extremes.singular_p_value": 0.3,
     }
     line = (
         "column 'age': 2% of synthetic rows carry a singular extreme value (beyond the "
@@ -119,6 +120,7 @@ def test_extreme_value_measures_carry_their_threshold_and_the_gate_verdict_per_c
     assert measures["extremes.hours_per_week.share"]["verdict"] == "pass"
     assert "share in the real training rows" in measures["extremes.age.train_share"]["meaning"]
     assert measures["extremes.singular_share"]["ci_low"] == 0.008
+    assert measures["extremes.singular_share"]["p_value"] == 0.3
     assert "extremes.age.p_value" not in measures
 
 

@@ -208,7 +208,7 @@ def test_each_targets_own_baseline_finds_leaks_at_outliers_that_raw_closeness_mi
         attack = shadows.attack(release)
         assert shadow_failures(attack, ALPHA), seed
         encoder = shadows.encoder
-        raw = closeness(shadows.x_targets, encoder.transform(release), encoder.n_columns)
+        raw = closeness(shadows.x_targets, encoder.transform(release), encoder.search)
         n = shadows.n_targets
         raw_auc = roc_auc(raw[:n], raw[2 * n :])
         assert attack.results["outliers"].auc > raw_auc + 0.15, (seed, raw_auc)
