@@ -25,6 +25,7 @@ from scipy.special import ndtr, ndtri
 
 from generators.data.schema import Schema
 from generators.data.values import MISSING, as_float, as_labels
+from generators.errors import ConfigError
 
 _CLIP = 1e-6  # keep normal quantiles finite at the ends of the empirical CDF
 
@@ -569,3 +570,244 @@ def _token_table(entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         highs.append(np.zeros(1))
         counts.append(np.zeros(1))
     return tuple(np.concatenate(parts) for parts in (kinds, lows, highs, counts))
+
+
+# -- the token encoder's statistics under differential privacy ----------------------------
+# Under privacy.dp the value sets, bins and ranges a TokenEncoder learns are statistics of
+# the private rows too (NIST SP 800-226's "privacy hazards"); `fit_private` derives them
+# with DP mechanisms, or takes them from a user-given public domain.
+# A column's range, when estimated: DP quantiles at 5% and 95% (more extreme levels sit on
+# the flat utility beyond the data, where every candidate scores alike), each moved out by
+# their distance.
+_DP_BOUND_LEVELS = (0.05, 0.95)
+# Equal-width cells of the noisy histogram the bins come from: few, so that the noise (one
+# Laplace draw per cell) stays small beside the rows.
+_DP_HISTOGRAM_CELLS = 100
+# Candidate bounds: 0 and +-10^(k/16) from 1e-6 to 1e19 (15% apart; datetimes are
+# nanoseconds, ~1.6e18), a grid fixed in advance so choosing on it reveals only the choice.
+# Few candidates, as the exponential mechanism's error grows with their log: with a small
+# budget on few rows the choice is still wide and noisy (give public bounds then).
+_DP_BOUND_CANDIDATES = np.concatenate(
+    [
+        -(10.0 ** (np.arange(19 * 16, -6 * 16 - 1, -1) / 16)),
+        [0.0],
+        10.0 ** (np.arange(-6 * 16, 19 * 16 + 1) / 16),
+    ]
+)
+_DATETIME_STEP_NS = 10**9  # under DP a datetime is kept to whole seconds (no data-derived unit)
+
+
+def dp_quantile(
+    values: np.ndarray, level: float, candidates: np.ndarray, epsilon: float, rng
+) -> float:
+    """An epsilon-DP `level` quantile of `values`, one of the sorted public `candidates`
+    (the exponential mechanism: utility -|rows <= c - level x rows|, sensitivity 1 under
+    adding or removing a row), drawn with the Gumbel-max trick."""
+    ranks = np.searchsorted(np.sort(values), candidates, side="right")
+    utility = -np.abs(ranks - level * len(values))
+    scores = epsilon * utility / 2 + rng.gumbel(size=len(candidates))
+    return float(candidates[np.argmax(scores)])
+
+
+def dp_categories(labels: pd.Series, epsilon: float, delta: float, rng) -> list[str]:
+    """The categories whose Laplace-noised count exceeds 1 + ln(1 / (2 delta)) / epsilon
+    ((epsilon, delta)-DP for the released set: a category held by one row is kept with
+    probability delta / 2), plus the missing label (always a token: it costs nothing)."""
+    counts = labels[labels != MISSING].value_counts()
+    noisy = counts.to_numpy(float) + rng.laplace(scale=1 / epsilon, size=len(counts))
+    threshold = 1 + np.log(1 / (2 * delta)) / epsilon
+    kept = counts.index[noisy > threshold].tolist()
+    return sorted([MISSING, *kept])
+
+
+def fit_private_token_encoder(
+    encoder: TokenEncoder,
+    data: pd.DataFrame,
+    schema: Schema,
+    epsilon: float,
+    delta: float,
+    public_domain: dict,
+    rng: np.random.Generator,
+) -> dict:
+    """Fit `encoder`'s vocabularies under DP, spending at most (epsilon, delta) in all
+    (simple composition: an equal share per column that learns anything from the rows).
+
+    - boolean: {False, True, missing}, public. categorical: `public_domain[name]
+      .categories` (public) or `dp_categories`; a value outside the released set encodes
+      as missing.
+    - numeric, datetime: the range is `public_domain[name].bounds` (public) or two
+      `dp_quantile`s at `_DP_BOUND_LEVELS` (half of the column's share), each moved out by
+      the distance between them; the bins come from
+      a Laplace-noised histogram over the range (the rest of the share): point masses
+      among its single-value cells (every integer when the range holds at most
+      `_DP_HISTOGRAM_CELLS` of them, else the range's ends and 0), quantile intervals
+      from its cumulative counts. Values outside the range are clipped to it. No
+      within-bin quantiles (values are drawn uniformly inside a bin), no differences,
+      always a missing token; integers keep step 1, floats no grid, datetimes whole
+      seconds.
+
+    Returns {"epsilon", "delta" (spent), "columns": {name: how each statistic was
+    derived}}. The encoder's `columns` have the same shape as `fit`'s, so transform and
+    inverse are unchanged.
+    """
+    where = "privacy.dp.public_domain"
+    learned = [c for c in schema.columns if c.name in data.columns and c.kind not in ("id", "text")]
+    kinds = {c.name: c.kind for c in learned}
+    for name, domain in public_domain.items():
+        if name not in kinds:
+            raise ConfigError(
+                f"{where}.{name}: not a column the model learns; columns: {', '.join(kinds)}"
+            )
+        numeric = kinds[name] in ("numeric", "datetime")
+        if numeric and domain.categories is not None or not numeric and domain.bounds is not None:
+            key = "categories" if numeric else "bounds"
+            raise ConfigError(
+                f"{where}.{name}.{key}: column '{name}' is {kinds[name]}; give "
+                + ("bounds: [low, high]" if numeric else "categories: [...]")
+            )
+
+    def spends(column) -> bool:
+        domain = public_domain.get(column.name)
+        if column.kind == "boolean":
+            return False
+        if column.kind == "categorical":
+            return domain is None or domain.categories is None
+        return True  # numeric bins always come from the (noised) rows
+
+    spending = [c for c in learned if spends(c)]
+    categorical_spending = [c for c in spending if c.kind == "categorical"]
+    epsilon_column = epsilon / len(spending) if spending else 0.0
+    delta_column = delta / len(categorical_spending) if categorical_spending else 0.0
+    encoder.columns, sources = [], {}
+    for column in learned:
+        domain = public_domain.get(column.name)
+        values = data[column.name]
+        if column.kind in ("numeric", "datetime"):
+            entry, sources[column.name] = _fit_numeric_private(
+                encoder, column.name, column.kind, values, domain, epsilon_column, rng
+            )
+            encoder.columns.append(entry)
+            continue
+        if column.kind == "boolean":
+            categories, sources[column.name] = [MISSING, "False", "True"], "categories: public"
+        elif domain is not None and domain.categories is not None:
+            categories = sorted({MISSING, *map(str, domain.categories)})
+            sources[column.name] = "categories: public"
+        else:
+            categories = dp_categories(as_labels(values), epsilon_column, delta_column, rng)
+            sources[column.name] = "categories: dp"
+        encoder.columns.append(
+            {
+                "name": column.name,
+                "kind": "categorical",
+                "categories": categories,
+                "boolean": column.kind == "boolean",
+            }
+        )
+    return {
+        "epsilon": epsilon_column * len(spending),
+        "delta": delta_column * len(categorical_spending),
+        "columns": sources,
+    }
+
+
+def _fit_numeric_private(
+    encoder: TokenEncoder, name: str, kind: str, values: pd.Series, domain, epsilon: float, rng
+) -> tuple[dict, str]:
+    """One numeric/datetime column's entry under epsilon-DP (see fit_private_token_encoder),
+    and a line saying where its range and bins came from."""
+    integer = pd.api.types.is_integer_dtype(values.dtype)
+    if kind == "datetime":
+        grid = {"step": _DATETIME_STEP_NS, "decimals": 0, "datetime": True}
+    else:
+        grid = {"step": 1 if integer else None, "decimals": 0, "datetime": False}
+    numbers = as_float(values)
+    present = numbers[~np.isnan(numbers)]
+    if domain is not None and domain.bounds is not None:
+        low, high = _public_bounds(domain.bounds, kind, name)
+        source, histogram_epsilon = "range: public, bins: dp", epsilon
+    else:
+        inner_low, inner_high = (
+            dp_quantile(present, level, _DP_BOUND_CANDIDATES, epsilon / 4, rng)
+            for level in _DP_BOUND_LEVELS
+        )
+        spread = abs(inner_high - inner_low)
+        low, high = inner_low - spread, inner_high + spread
+        source, histogram_epsilon = "range: dp, bins: dp", epsilon / 2
+    z_low, z_high = sorted(_to_grid(np.array([low, high], float), grid).tolist())
+    z = np.clip(_to_grid(present, grid), z_low, z_high)
+    if grid["step"] and z_high - z_low + 1 <= _DP_HISTOGRAM_CELLS:
+        candidates = np.arange(z_low, z_high + 1)  # every value its own cell
+        cells = np.empty(0)
+    else:
+        candidates = np.unique([z_low, z_high, *([0.0] if z_low < 0 < z_high else [])])
+        cells = np.linspace(z_low, z_high, _DP_HISTOGRAM_CELLS + 1)
+    # One histogram (each row in exactly one count: sensitivity 1): the candidates first.
+    is_candidate = np.isin(z, candidates)
+    candidate_counts = np.bincount(
+        np.searchsorted(candidates, z[is_candidate]), minlength=len(candidates)
+    ).astype(float)
+    cell_counts = np.zeros(max(len(cells) - 1, 0))
+    if len(cells):
+        cell_of = (np.searchsorted(cells, z[~is_candidate], side="right") - 1).clip(
+            0, len(cell_counts) - 1
+        )
+        cell_counts = np.bincount(cell_of, minlength=len(cell_counts)).astype(float)
+    scale = 1 / histogram_epsilon
+    candidate_counts = np.maximum(
+        candidate_counts + rng.laplace(scale=scale, size=len(candidate_counts)), 0
+    )
+    cell_counts = np.maximum(cell_counts + rng.laplace(scale=scale, size=len(cell_counts)), 0)
+    # Point masses by fit's rule, on the noisy counts.
+    total = candidate_counts.sum() + cell_counts.sum()
+    is_exact = np.zeros(len(candidates), dtype=bool)
+    while (budget := encoder.n_bins - is_exact.sum()) > 0:
+        rows_per_bin = max(
+            encoder.min_bin_rows, (total - candidate_counts[is_exact].sum()) / budget
+        )
+        new = ~is_exact & (candidate_counts >= rows_per_bin)
+        if not new.any():
+            break
+        is_exact |= new
+    # Quantile intervals over what is left: the noisy CDF, single values as unit cells.
+    if len(cells):
+        left, right, counts = cells[:-1], cells[1:], cell_counts.copy()
+        inside = (np.searchsorted(cells, candidates[~is_exact], side="right") - 1).clip(
+            0, len(counts) - 1
+        )
+        np.add.at(counts, inside, candidate_counts[~is_exact])
+    else:
+        left, right = candidates - 0.5, candidates + 0.5
+        counts = np.where(is_exact, 0.0, candidate_counts)
+    rest = counts.sum()
+    n_intervals = int(
+        np.clip(encoder.n_bins - is_exact.sum(), 1, max(1, rest // encoder.min_bin_rows))
+    )
+    cumulative = np.concatenate([[0.0], np.cumsum(counts + 1e-9)])
+    points = np.concatenate([[left[0]], right])
+    edges = np.interp(np.linspace(0, 1, n_intervals + 1) * cumulative[-1], cumulative, points)
+    edges[0], edges[-1] = z_low, z_high
+    edges = np.unique(np.round(edges) if grid["step"] else edges)
+    entry = {
+        "name": name,
+        "kind": "numeric",
+        "grid": grid,
+        "exact": candidates[is_exact].tolist(),
+        "edges": edges.tolist(),
+        "has_missing": True,
+    }
+    entry["within"] = [[] for _ in range(max(len(edges) - 1, 1 if len(edges) else 0))]
+    return entry, source
+
+
+def _public_bounds(bounds, kind: str, name: str) -> tuple[float, float]:
+    """A public domain's [low, high] as numbers (datetimes as nanoseconds)."""
+    if (kind == "datetime") != isinstance(bounds[0], str):
+        raise ConfigError(
+            f"privacy.dp.public_domain.{name}.bounds: column '{name}' is {kind}; give "
+            + ("dates, e.g. ['2020-01-01', '2024-12-31']" if kind == "datetime" else "numbers")
+        )
+    if kind == "datetime":
+        low, high = pd.to_datetime(list(bounds)).as_unit("ns").asi8
+        return float(low), float(high)
+    return float(bounds[0]), float(bounds[1])
