@@ -576,43 +576,43 @@ def _token_table(entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 # Under privacy.dp the value sets, bins and ranges a TokenEncoder learns are statistics of
 # the private rows too (NIST SP 800-226's "privacy hazards"); `fit_private` derives them
 # with DP mechanisms, or takes them from a user-given public domain.
-# A column's range, when estimated: DP quantiles at 5% and 95% (more extreme levels sit on
-# the flat utility beyond the data, where every candidate scores alike), each moved out by
-# their distance.
-_DP_BOUND_LEVELS = (0.05, 0.95)
+# A column's range, when estimated: the outermost of these fixed buckets whose noisy count
+# passes a threshold. Boundaries 0 and +-10^(k/4) from 1e-6 to 1e19 (datetimes are
+# nanoseconds, ~1.6e18): coarse (78% apart), so that each bucket holds many rows and passes
+# at small budgets; the noisy histogram below gives the fine structure inside the range.
+_DP_RANGE_BOUNDARIES = np.concatenate(
+    [-(10.0 ** (np.arange(76, -25, -1) / 4)), [0.0], 10.0 ** (np.arange(-24, 77) / 4)]
+)
+_DP_RANGE_FALSE_BUCKETS = 0.001  # expected empty buckets that pass the threshold, per column
 # Equal-width cells of the noisy histogram the bins come from: few, so that the noise (one
 # Laplace draw per cell) stays small beside the rows.
 _DP_HISTOGRAM_CELLS = 100
-# Candidate bounds: 0 and +-10^(k/16) from 1e-6 to 1e19 (15% apart; datetimes are
-# nanoseconds, ~1.6e18), a grid fixed in advance so choosing on it reveals only the choice.
-# Few candidates, as the exponential mechanism's error grows with their log: with a small
-# budget on few rows the choice is still wide and noisy (give public bounds then).
-_DP_BOUND_CANDIDATES = np.concatenate(
-    [
-        -(10.0 ** (np.arange(19 * 16, -6 * 16 - 1, -1) / 16)),
-        [0.0],
-        10.0 ** (np.arange(-6 * 16, 19 * 16 + 1) / 16),
-    ]
-)
 _DATETIME_STEP_NS = 10**9  # under DP a datetime is kept to whole seconds (no data-derived unit)
 
 
-def dp_quantile(
-    values: np.ndarray, level: float, candidates: np.ndarray, epsilon: float, rng
-) -> float:
-    """An epsilon-DP `level` quantile of `values`, one of the sorted public `candidates`
-    (the exponential mechanism: utility -|rows <= c - level x rows|, sensitivity 1 under
-    adding or removing a row), drawn with the Gumbel-max trick."""
-    ranks = np.searchsorted(np.sort(values), candidates, side="right")
-    utility = -np.abs(ranks - level * len(values))
-    scores = epsilon * utility / 2 + rng.gumbel(size=len(candidates))
-    return float(candidates[np.argmax(scores)])
+def dp_range(values: np.ndarray, epsilon: float, rng) -> tuple[float, float]:
+    """An epsilon-DP [low, high] holding the bulk of `values`: a Laplace-noised count per
+    fixed bucket (`_DP_RANGE_BOUNDARIES`; each row in one bucket: sensitivity 1), and the
+    outer boundaries of the lowest and highest buckets whose noisy count exceeds
+    ln(buckets / (2 x _DP_RANGE_FALSE_BUCKETS)) / epsilon (so an empty bucket passes with
+    probability _DP_RANGE_FALSE_BUCKETS / buckets, and a lone extreme row rarely does); the
+    largest noisy bucket when none passes."""
+    boundaries = _DP_RANGE_BOUNDARIES
+    n_buckets = len(boundaries) - 1
+    bucket = (np.searchsorted(boundaries, values, side="right") - 1).clip(0, n_buckets - 1)
+    noisy = np.bincount(bucket, minlength=n_buckets) + rng.laplace(
+        scale=1 / epsilon, size=n_buckets
+    )
+    passing = np.flatnonzero(noisy > np.log(n_buckets / (2 * _DP_RANGE_FALSE_BUCKETS)) / epsilon)
+    if not len(passing):
+        passing = np.array([np.argmax(noisy)])
+    return float(boundaries[passing[0]]), float(boundaries[passing[-1] + 1])
 
 
 def dp_categories(labels: pd.Series, epsilon: float, delta: float, rng) -> list[str]:
     """The categories whose Laplace-noised count exceeds 1 + ln(1 / (2 delta)) / epsilon
     ((epsilon, delta)-DP for the released set: a category held by one row is kept with
-    probability delta / 2), plus the missing label (always a token: it costs nothing)."""
+    probability delta), plus the missing label (always a token: it costs nothing)."""
     counts = labels[labels != MISSING].value_counts()
     noisy = counts.to_numpy(float) + rng.laplace(scale=1 / epsilon, size=len(counts))
     threshold = 1 + np.log(1 / (2 * delta)) / epsilon
@@ -635,9 +635,8 @@ def fit_private_token_encoder(
     - boolean: {False, True, missing}, public. categorical: `public_domain[name]
       .categories` (public) or `dp_categories`; a value outside the released set encodes
       as missing.
-    - numeric, datetime: the range is `public_domain[name].bounds` (public) or two
-      `dp_quantile`s at `_DP_BOUND_LEVELS` (half of the column's share), each moved out by
-      the distance between them; the bins come from
+    - numeric, datetime: the range is `public_domain[name].bounds` (public) or `dp_range`
+      (half of the column's share); the bins come from
       a Laplace-noised histogram over the range (the rest of the share): point masses
       among its single-value cells (every integer when the range holds at most
       `_DP_HISTOGRAM_CELLS` of them, else the range's ends and 0), quantile intervals
@@ -727,12 +726,7 @@ def _fit_numeric_private(
         low, high = _public_bounds(domain.bounds, kind, name)
         source, histogram_epsilon = "range: public, bins: dp", epsilon
     else:
-        inner_low, inner_high = (
-            dp_quantile(present, level, _DP_BOUND_CANDIDATES, epsilon / 4, rng)
-            for level in _DP_BOUND_LEVELS
-        )
-        spread = abs(inner_high - inner_low)
-        low, high = inner_low - spread, inner_high + spread
+        low, high = dp_range(present, epsilon / 2, rng)
         source, histogram_epsilon = "range: dp, bins: dp", epsilon / 2
     z_low, z_high = sorted(_to_grid(np.array([low, high], float), grid).tolist())
     z = np.clip(_to_grid(present, grid), z_low, z_high)
