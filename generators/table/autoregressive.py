@@ -155,7 +155,7 @@ class _ColumnHeads(nn.Module):
         if self.training and self.dropout_rate > 0:
             keep = (torch.rand(batch, n, device=tokens.device) >= self.dropout_rate).float()
             keep /= 1 - self.dropout_rate
-        if self.per_sample_gradients:  # under DP-SGD: see _ready_for_opacus
+        if self.per_sample_gradients:  # under DP-SGD: see ready_for_opacus
             h = nn.functional.embedding(tokens + self.offsets, self.first * self.mask).sum(1)
         else:
             h = nn.functional.embedding_bag(

@@ -59,6 +59,14 @@ def test_a_dp_model_saves_loads_and_samples_the_same(dp_fitted, tmp_path) -> Non
     pd.testing.assert_frame_equal(loaded.sample(200, seed=3), dp_fitted.sample(200, seed=3))
 
 
+def test_a_dp_fit_is_reproducible_from_its_seed(dp_fitted, model_frame_shared, model_schema):
+    again = AutoregressiveGenerator(device="cpu", **TINY).fit(
+        model_frame_shared, model_schema, seed=0, dp=DPBudget(epsilon=3.0)
+    )
+    assert again.encoder_.columns == dp_fitted.encoder_.columns
+    pd.testing.assert_frame_equal(again.sample(200, seed=3), dp_fitted.sample(200, seed=3))
+
+
 def test_a_dp_sample_has_the_training_columns_and_types(dp_fitted, model_frame_shared) -> None:
     sample = dp_fitted.sample(300, seed=1)
     assert list(sample.columns) == list(model_frame_shared.columns)
