@@ -65,6 +65,8 @@ class PublicDomain(BaseModel):
             low, high = self.bounds
             if isinstance(low, str):
                 low, high = pd.Timestamp(low), pd.Timestamp(high)
+            elif not (np.isfinite(low) and np.isfinite(high)):
+                raise ValueError(f"bounds must be finite numbers: {list(self.bounds)}")
             if not low < high:
                 raise ValueError(f"bounds must be [low, high] with low < high: {list(self.bounds)}")
         return self

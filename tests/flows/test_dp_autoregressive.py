@@ -45,6 +45,7 @@ def test_a_dp_budget_with_public_domains_is_accepted_for_autoregressive():
         ({"epsilon": 1, "encoder_share": 1}, "privacy.dp.encoder_share"),
         ({"epsilon": 1, "public_domain": {"age": {"bounds": [5, 1]}}}, "privacy.dp.public_domain"),
         ({"epsilon": 1, "public_domain": {"age": {"range": [0, 1]}}}, "privacy.dp.public_domain"),
+        ({"epsilon": 1, "public_domain": {"age": {"bounds": [0, float("inf")]}}}, "finite"),
     ],
 )
 def test_a_bad_dp_option_names_its_key(dp, expected):
