@@ -335,7 +335,13 @@ def metrics(
     if fitted.dp_epsilon_spent is not None:
         protection["dp_epsilon_spent"] = fitted.dp_epsilon_spent
     if fitted.dp_details is not None:  # the shares of a simple composition
-        for key in ("epsilon_encoder", "epsilon_sgd", "delta_encoder", "delta_sgd"):
+        for key in (
+            "epsilon_encoder",
+            "epsilon_marginals",
+            "epsilon_sgd",
+            "delta_encoder",
+            "delta_sgd",
+        ):
             protection[f"dp_{key}"] = float(fitted.dp_details[key])
     found.update({f"privacy.{key}": value for key, value in protection.items()})
     for report in reports:

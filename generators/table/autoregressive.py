@@ -138,12 +138,20 @@ class _ColumnHeads(nn.Module):
         self.per_sample_gradients = True
 
     @torch.no_grad()
-    def start_at_marginals(self, tokens: torch.Tensor) -> None:
+    def start_at_marginals(self, tokens: torch.Tensor, noise=None) -> None:
         """Set each head's output bias to its column's log frequencies (add-1/2 smoothed):
         training then starts from independent marginals and learns the dependencies,
-        rather than spending its first hundreds of steps on the marginals."""
+        rather than spending its first hundreds of steps on the marginals. With `noise`
+        (epsilon, numpy rng), under DP: Laplace-noised counts, epsilon-DP in all (each
+        row adds one count per column: epsilon / columns each, simple composition)."""
         for j, size in enumerate(self.vocab_sizes):
-            counts = torch.bincount(tokens[:, j], minlength=size).double() + 0.5
+            counts = torch.bincount(tokens[:, j], minlength=size).double()
+            if noise is not None:
+                epsilon, rng = noise
+                scale = len(self.vocab_sizes) / epsilon
+                laplace = torch.from_numpy(rng.laplace(scale=scale, size=size))
+                counts = (counts + laplace).clamp(min=0)
+            counts = counts + 0.5
             self.out_bias[j, 0, :size] = torch.log(counts / counts.sum()).float()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -276,15 +284,16 @@ class AutoregressiveGenerator(Generator):
 
     def _fit_private(self, data: pd.DataFrame) -> None:
         """Fit under the `dp` budget, the unit of privacy a row: the encoder's value sets,
-        ranges and bins by DP mechanisms (or a public domain) from `encoder_share` of
-        epsilon and delta, then DP-SGD (Opacus, RDP accountant, Poisson sampling of each
-        row into a batch with probability batch_size / rows, per-row gradients clipped to
-        max_grad_norm) for the configured epochs with the rest. Simple composition: the
-        epsilon spent, `epsilon_spent_`, is the encoder's plus the accountant's. No
-        validation split, early stopping, time limit, start at the marginals or dropout
-        (each would read the rows outside the accounting, or, for dropout, differ between
-        Opacus' per-sample recomputation and the step), and no checkpoints (the accountant
-        would have to resume too: a DP fit starts afresh)."""
+        ranges and bins by DP mechanisms (or a public domain) from half of `encoder_share`
+        of epsilon (and all of that share of delta), the heads' starting marginals from
+        Laplace-noised counts with the other half, then DP-SGD with the rest (Opacus, RDP
+        accountant, Poisson sampling of each row into a batch with probability
+        batch_size / rows, per-row gradients clipped to max_grad_norm, the configured
+        epochs). Simple composition: `epsilon_spent_` is the sum of the three. No
+        validation split, early stopping, time limit or dropout (each would read the rows
+        outside the accounting, or, for dropout, differ between Opacus' per-sample
+        recomputation and the step), and no checkpoints (the accountant would have to
+        resume too: a DP fit starts afresh)."""
         from opacus import PrivacyEngine
 
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
@@ -292,19 +301,24 @@ class AutoregressiveGenerator(Generator):
         device = torch.device(resolve_device(self.device))
         rng = np.random.default_rng(int(np.random.randint(2**31)))
         self.encoder_ = TokenEncoder(params.n_bins, params.min_bin_rows, 1, False)
+        # encoder_share x epsilon: half for the encoder's statistics, half for the noisy
+        # marginals the heads start at.
         spent = fit_private_token_encoder(
             self.encoder_,
             data,
             self._ordered_schema(data),
-            budget.encoder_share * budget.epsilon,
+            budget.encoder_share * budget.epsilon / 2,
             budget.encoder_share * budget.delta,
             budget.public_domain,
             rng,
         )
-        sgd_epsilon, sgd_delta = budget.epsilon - spent["epsilon"], budget.delta - spent["delta"]
+        marginals_epsilon = budget.encoder_share * budget.epsilon / 2
+        before_sgd = spent["epsilon"] + marginals_epsilon
+        sgd_epsilon, sgd_delta = budget.epsilon - before_sgd, budget.delta - spent["delta"]
         tokens = torch.from_numpy(self.encoder_.transform(data))
-        model = self._new_model(dropout=0.0).to(device)
-        model.ready_for_opacus()
+        model = self._new_model(dropout=0.0)
+        model.start_at_marginals(tokens, noise=(marginals_epsilon, rng))
+        model.to(device).ready_for_opacus()
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
         )
@@ -338,18 +352,20 @@ class AutoregressiveGenerator(Generator):
                     optimizer.step()
                 # The raw loss is a statistic of the rows outside the accounting: only
                 # epsilon is recorded.
-                epsilon = spent["epsilon"] + engine.get_epsilon(sgd_delta)
+                epsilon = before_sgd + engine.get_epsilon(sgd_delta)
                 self.losses_.append({"epsilon": float(epsilon)})
-        self.epsilon_spent_ = spent["epsilon"] + float(engine.get_epsilon(sgd_delta))
+        self.epsilon_spent_ = before_sgd + float(engine.get_epsilon(sgd_delta))
         self.dp_details_ = {
             "unit": "row",
             "sampling": f"Poisson, each row in a batch with probability "
             f"{loader.sample_rate:.6g} (expected batch {loader.sample_rate * len(tokens):.0f})",
             "epsilon_encoder": spent["epsilon"],
-            "epsilon_sgd": self.epsilon_spent_ - spent["epsilon"],
+            "epsilon_marginals": marginals_epsilon,
+            "epsilon_sgd": self.epsilon_spent_ - before_sgd,
             "delta_encoder": spent["delta"],
             "delta_sgd": sgd_delta,
-            "composition": "simple: epsilon_encoder + epsilon_sgd, delta_encoder + delta_sgd",
+            "composition": "simple: epsilon_encoder + epsilon_marginals + epsilon_sgd, "
+            "delta_encoder + delta_sgd",
             "columns": spent["columns"],
         }
         # A clean module (no Opacus hooks or per-sample gradients) with the trained weights.

@@ -27,10 +27,10 @@ def test_dp_training_spends_at_most_the_budget_and_records_how(dp_fitted) -> Non
     details = dp_fitted.dp_details_
     # make_private_with_epsilon calibrates the noise to spend the SGD share, not far less.
     assert 0.9 * 3.0 <= dp_fitted.epsilon_spent_ <= 3.0 + 1e-9
-    assert details["epsilon_encoder"] + details["epsilon_sgd"] == pytest.approx(
-        dp_fitted.epsilon_spent_
-    )
-    assert details["epsilon_encoder"] == pytest.approx(0.1 * 3.0)  # default encoder_share
+    parts = details["epsilon_encoder"] + details["epsilon_marginals"] + details["epsilon_sgd"]
+    assert parts == pytest.approx(dp_fitted.epsilon_spent_)
+    # default encoder_share 0.1: half for the encoder's statistics, half for the marginals
+    assert details["epsilon_encoder"] == details["epsilon_marginals"] == pytest.approx(0.15)
     assert details["delta_encoder"] + details["delta_sgd"] <= 1e-5 * (1 + 1e-9)
     assert details["unit"] == "row"
     assert details["sampling"].startswith("Poisson")
