@@ -391,6 +391,7 @@ class AutoregressiveGenerator(Generator):
           buffer mixes from several row groups, not over the whole table.
         """
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
+        self.dp_details_ = None  # never under DP (Opacus' Poisson sampling needs the table)
         device = torch.device(resolve_device(self.device))
         stream_seed = int(np.random.randint(2**31))
         rows = source.sample_row_numbers(sample_rows, sample_seed)
