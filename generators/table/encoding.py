@@ -736,33 +736,8 @@ def _fit_numeric_private(
     else:
         candidates = np.unique([z_low, z_high, *([0.0] if z_low < 0 < z_high else [])])
         cells = np.linspace(z_low, z_high, _DP_HISTOGRAM_CELLS + 1)
-    # One histogram (each row in exactly one count: sensitivity 1): the candidates first.
-    is_candidate = np.isin(z, candidates)
-    candidate_counts = np.bincount(
-        np.searchsorted(candidates, z[is_candidate]), minlength=len(candidates)
-    ).astype(float)
-    cell_counts = np.zeros(max(len(cells) - 1, 0))
-    if len(cells):
-        cell_of = (np.searchsorted(cells, z[~is_candidate], side="right") - 1).clip(
-            0, len(cell_counts) - 1
-        )
-        cell_counts = np.bincount(cell_of, minlength=len(cell_counts)).astype(float)
-    scale = 1 / histogram_epsilon
-    candidate_counts = np.maximum(
-        candidate_counts + rng.laplace(scale=scale, size=len(candidate_counts)), 0
-    )
-    cell_counts = np.maximum(cell_counts + rng.laplace(scale=scale, size=len(cell_counts)), 0)
-    # Point masses by fit's rule, on the noisy counts.
-    total = candidate_counts.sum() + cell_counts.sum()
-    is_exact = np.zeros(len(candidates), dtype=bool)
-    while (budget := encoder.n_bins - is_exact.sum()) > 0:
-        rows_per_bin = max(
-            encoder.min_bin_rows, (total - candidate_counts[is_exact].sum()) / budget
-        )
-        new = ~is_exact & (candidate_counts >= rows_per_bin)
-        if not new.any():
-            break
-        is_exact |= new
+    candidate_counts, cell_counts = _noisy_histogram(z, candidates, cells, histogram_epsilon, rng)
+    is_exact = _point_masses(encoder, candidate_counts, candidate_counts.sum() + cell_counts.sum())
     # Quantile intervals over what is left: the noisy CDF, single values as unit cells.
     if len(cells):
         left, right, counts = cells[:-1], cells[1:], cell_counts.copy()
@@ -773,9 +748,8 @@ def _fit_numeric_private(
     else:
         left, right = candidates - 0.5, candidates + 0.5
         counts = np.where(is_exact, 0.0, candidate_counts)
-    rest = counts.sum()
     n_intervals = int(
-        np.clip(encoder.n_bins - is_exact.sum(), 1, max(1, rest // encoder.min_bin_rows))
+        np.clip(encoder.n_bins - is_exact.sum(), 1, max(1, counts.sum() // encoder.min_bin_rows))
     )
     cumulative = np.concatenate([[0.0], np.cumsum(counts + 1e-9)])
     points = np.concatenate([[left[0]], right])
@@ -792,6 +766,41 @@ def _fit_numeric_private(
     }
     entry["within"] = [[] for _ in range(max(len(edges) - 1, 1 if len(edges) else 0))]
     return entry, source
+
+
+def _noisy_histogram(
+    z: np.ndarray, candidates: np.ndarray, cells: np.ndarray, epsilon: float, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """Laplace-noised counts (clipped at 0) of the rows at each single-value candidate and,
+    for the others, in each cell between consecutive `cells` edges: each row is in exactly
+    one count, so the histogram is epsilon-DP."""
+    is_candidate = np.isin(z, candidates)
+    candidate_counts = np.bincount(
+        np.searchsorted(candidates, z[is_candidate]), minlength=len(candidates)
+    ).astype(float)
+    cell_counts = np.zeros(max(len(cells) - 1, 0))
+    if len(cells):
+        cell_of = (np.searchsorted(cells, z[~is_candidate], side="right") - 1).clip(
+            0, len(cell_counts) - 1
+        )
+        cell_counts = np.bincount(cell_of, minlength=len(cell_counts)).astype(float)
+    noisy = [
+        np.maximum(counts + rng.laplace(scale=1 / epsilon, size=len(counts)), 0)
+        for counts in (candidate_counts, cell_counts)
+    ]
+    return noisy[0], noisy[1]
+
+
+def _point_masses(encoder: TokenEncoder, counts: np.ndarray, total: float) -> np.ndarray:
+    """Which candidates are point masses, by `_fit_numeric`'s rule on noisy counts."""
+    is_exact = np.zeros(len(counts), dtype=bool)
+    while (budget := encoder.n_bins - is_exact.sum()) > 0:
+        rows_per_bin = max(encoder.min_bin_rows, (total - counts[is_exact].sum()) / budget)
+        new = ~is_exact & (counts >= rows_per_bin)
+        if not new.any():
+            break
+        is_exact |= new
+    return is_exact
 
 
 def _public_bounds(bounds, kind: str, name: str) -> tuple[float, float]:
