@@ -203,6 +203,9 @@ class TokenEncoder:
       learned share. `bin_quantiles=1` draws uniformly within an interval (as models
       saved before within-bin quantiles do).
 
+    Under differential privacy, `fit_private_token_encoder` fits the same columns from DP
+    mechanisms or a public domain instead of `fit`.
+
     Vectorised with NumPy: encoding Adult (26k rows) takes tens of milliseconds.
     """
 
