@@ -23,6 +23,7 @@ rejected never leave the machine.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -333,11 +334,34 @@ def metrics(
     protection["extreme_rows_clipped"] = float(sum(data.protection.clipped.values()))
     if fitted.dp_epsilon_spent is not None:
         protection["dp_epsilon_spent"] = fitted.dp_epsilon_spent
+    if fitted.dp_details is not None:  # the shares of a simple composition
+        for key in (
+            "epsilon_encoder",
+            "epsilon_marginals",
+            "epsilon_sgd",
+            "delta_encoder",
+            "delta_sgd",
+        ):
+            protection[f"dp_{key}"] = float(fitted.dp_details[key])
     found.update({f"privacy.{key}": value for key, value in protection.items()})
     for report in reports:
         found.update({f"{report.name}.{key}": value for key, value in report.metrics.items()})
     found["total_seconds"] = time.perf_counter() - started
     return found
+
+
+def dp_tags(fitted: Fitted) -> dict[str, str]:
+    """Under privacy.dp, where the generator records it: the unit of privacy, the batch
+    sampling, the composition and each column's source (public or DP) as tags."""
+    details = fitted.dp_details
+    if details is None:
+        return {}
+    return {
+        "synthpipe.dp.unit": str(details["unit"]),
+        "synthpipe.dp.sampling": str(details["sampling"]),
+        "synthpipe.dp.composition": str(details["composition"]),
+        "synthpipe.dp.columns": json.dumps(details["columns"], sort_keys=True)[:5000],
+    }
 
 
 def finish(
@@ -362,6 +386,7 @@ def finish(
                 {
                     "synthpipe.gate_overridden": str(overridden).lower(),
                     "synthpipe.gate_failures": " | ".join(failures)[:5000],
+                    **dp_tags(fitted),
                 }
             )
             summary_artifact(config, result, reports)

@@ -290,6 +290,7 @@ def fit(
         list(generator.losses_),
         float(generator.epsilon_spent_) if dp is not None else None,
         float(generator.resumed_from_) if generator.resumed_from_ is not None else None,
+        getattr(generator, "dp_details_", None) if dp is not None else None,
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm.auto import tqdm
 
 from generators.data.schema import Schema
@@ -48,6 +48,30 @@ STREAM_SAMPLE_ROWS = 100_000
 STREAM_CHUNK_ROWS = 65_536
 
 
+class PublicDomain(BaseModel):
+    """A column's public domain under `privacy.dp`: its categories (categorical) or its
+    [low, high] bounds (numeric; datetimes as ISO strings), e.g. from a codebook."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    categories: list[str] | None = None
+    bounds: tuple[float, float] | tuple[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PublicDomain:
+        if (self.categories is None) == (self.bounds is None):
+            raise ValueError("give either categories or bounds")
+        if self.bounds is not None:
+            low, high = self.bounds
+            if isinstance(low, str):
+                low, high = pd.Timestamp(low), pd.Timestamp(high)
+            elif not (np.isfinite(low) and np.isfinite(high)):
+                raise ValueError(f"bounds must be finite numbers: {list(self.bounds)}")
+            if not low < high:
+                raise ValueError(f"bounds must be [low, high] with low < high: {list(self.bounds)}")
+        return self
+
+
 class DPBudget(BaseModel):
     """A differential-privacy budget for DP-SGD (Opacus): spend at most epsilon at this
     delta, clipping each example's gradient to max_grad_norm. It is also `privacy.dp` in
@@ -58,6 +82,14 @@ class DPBudget(BaseModel):
     epsilon: float = Field(gt=0)
     delta: float = Field(1e-5, gt=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    # autoregressive only: the share of epsilon (and of delta) spent on the encoder's value
+    # sets, ranges and bins, derived by DP mechanisms where `public_domain` does not give
+    # them; DP-SGD gets the rest (simple composition: encoder + SGD <= epsilon, delta).
+    encoder_share: float = Field(0.1, gt=0, lt=1)
+    # autoregressive only: per column, a domain known without looking at the rows
+    # ({categories: [...]} or {bounds: [low, high]}); such a column's categories or range
+    # cost no budget. The vae takes ranges and category sets as public (see its _fit).
+    public_domain: dict[str, PublicDomain] = {}
 
 
 class Params(BaseModel):

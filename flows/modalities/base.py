@@ -72,6 +72,9 @@ class Fitted:
     losses: list[dict[str, float]]  # per epoch, as saved in generator.json
     dp_epsilon_spent: float | None = None  # under privacy.dp
     resumed_from_epoch: float | None = None  # when the fit resumed from a checkpoint
+    # Under privacy.dp, how the fit spent its budget where the generator says so
+    # (autoregressive: unit, sampling, the encoder's and DP-SGD's shares, per-column sources).
+    dp_details: dict | None = None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 from pydantic import Field
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from generators.base import Generator, Params, resolve_device
@@ -45,7 +47,7 @@ from generators.data.schema import Schema
 from generators.data.streaming import ParquetSource
 from generators.errors import ConfigError
 from generators.table.batches import encoded_chunks, minibatches
-from generators.table.encoding import TokenEncoder
+from generators.table.encoding import TokenEncoder, fit_private_token_encoder
 
 WEIGHTS_FILE = "autoregressive.pt"
 STATE_FILE = "autoregressive.json"
@@ -123,14 +125,33 @@ class _ColumnHeads(nn.Module):
         padding = torch.arange(v_max)[None, :] >= torch.tensor(vocab_sizes)[:, None]
         self.register_buffer("padding", padding[:, None, :] * _PAD_LOGIT, persistent=False)
         self.dropout_rate = dropout
+        self.per_sample_gradients = False
+
+    def ready_for_opacus(self) -> None:
+        """Make the module one Opacus' functorch mode can take (its per-sample gradients
+        are torch.func.vmap over the forward): the buffers become plain attributes (Opacus
+        refuses a trainable layer with buffers; they are not saved anyway) and the first
+        layer sums `embedding` rows (embedding_bag has no vmap rule: a per-row loop).
+        Move the module to its device first: plain attributes do not follow `.to`."""
+        for name in ("offsets", "mask", "padding"):
+            setattr(self, name, self._buffers.pop(name))
+        self.per_sample_gradients = True
 
     @torch.no_grad()
-    def start_at_marginals(self, tokens: torch.Tensor) -> None:
+    def start_at_marginals(self, tokens: torch.Tensor, noise=None) -> None:
         """Set each head's output bias to its column's log frequencies (add-1/2 smoothed):
         training then starts from independent marginals and learns the dependencies,
-        rather than spending its first hundreds of steps on the marginals."""
+        rather than spending its first hundreds of steps on the marginals. With `noise`
+        (epsilon, numpy rng), under DP: Laplace-noised counts, epsilon-DP in all (each
+        row adds one count per column: epsilon / columns each, simple composition)."""
         for j, size in enumerate(self.vocab_sizes):
-            counts = torch.bincount(tokens[:, j], minlength=size).double() + 0.5
+            counts = torch.bincount(tokens[:, j], minlength=size).double()
+            if noise is not None:
+                epsilon, rng = noise
+                scale = len(self.vocab_sizes) / epsilon
+                laplace = torch.from_numpy(rng.laplace(scale=scale, size=size))
+                counts = (counts + laplace).clamp(min=0)
+            counts = counts + 0.5
             self.out_bias[j, 0, :size] = torch.log(counts / counts.sum()).float()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -142,9 +163,12 @@ class _ColumnHeads(nn.Module):
         if self.training and self.dropout_rate > 0:
             keep = (torch.rand(batch, n, device=tokens.device) >= self.dropout_rate).float()
             keep /= 1 - self.dropout_rate
-        h = nn.functional.embedding_bag(
-            tokens + self.offsets, self.first * self.mask, mode="sum", per_sample_weights=keep
-        )
+        if self.per_sample_gradients:  # under DP-SGD: see ready_for_opacus
+            h = nn.functional.embedding(tokens + self.offsets, self.first * self.mask).sum(1)
+        else:
+            h = nn.functional.embedding_bag(
+                tokens + self.offsets, self.first * self.mask, mode="sum", per_sample_weights=keep
+            )
         h = h.reshape(batch, n, self.width).transpose(0, 1) + self.first_bias
         h = torch.relu(h)  # (n, B, width): heads lead, for batched matmuls
         for weight, bias in zip(self.hidden, self.hidden_bias, strict=True):
@@ -210,7 +234,8 @@ class AutoregressiveGenerator(Generator):
 
     name = "autoregressive"
     Params = AutoregressiveParams
-    resumable = True
+    resumable = True  # without DP
+    supports_dp = True
     supports_conditions = True
     supports_streaming = True
 
@@ -233,6 +258,10 @@ class AutoregressiveGenerator(Generator):
         return Schema(tuple(columns), self.schema_.arrow_schema)
 
     def _fit(self, data: pd.DataFrame) -> None:
+        self.dp_details_: dict | None = None  # how the DP fit spent its budget, under dp
+        if self.dp_ is not None:
+            self._fit_private(data)
+            return
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
         device = torch.device(resolve_device(self.device))
         self.encoder_ = self._new_encoder(data)
@@ -253,6 +282,97 @@ class AutoregressiveGenerator(Generator):
 
         self._train(epoch_batches, validation, device)
 
+    def _fit_private(self, data: pd.DataFrame) -> None:
+        """Fit under the `dp` budget, the unit of privacy a row: the encoder's value sets,
+        ranges and bins by DP mechanisms (or a public domain) from half of `encoder_share`
+        of epsilon (and all of that share of delta), the heads' starting marginals from
+        Laplace-noised counts with the other half, then DP-SGD with the rest (Opacus, RDP
+        accountant, Poisson sampling of each row into a batch with probability
+        batch_size / rows, per-row gradients clipped to max_grad_norm, the configured
+        epochs). Simple composition: `epsilon_spent_` is the sum of the three. No
+        validation split, early stopping, time limit or dropout (each would read the rows
+        outside the accounting, or, for dropout, differ between Opacus' per-sample
+        recomputation and the step), and no checkpoints (the accountant would have to
+        resume too: a DP fit starts afresh)."""
+        from opacus import PrivacyEngine
+
+        params: AutoregressiveParams = self.params  # type: ignore[assignment]
+        budget = self.dp_
+        device = torch.device(resolve_device(self.device))
+        rng = np.random.default_rng(int(np.random.randint(2**31)))
+        self.encoder_ = TokenEncoder(params.n_bins, params.min_bin_rows, 1, False)
+        # encoder_share x epsilon: half for the encoder's statistics, half for the noisy
+        # marginals the heads start at.
+        spent = fit_private_token_encoder(
+            self.encoder_,
+            data,
+            self._ordered_schema(data),
+            budget.encoder_share * budget.epsilon / 2,
+            budget.encoder_share * budget.delta,
+            budget.public_domain,
+            rng,
+        )
+        marginals_epsilon = budget.encoder_share * budget.epsilon / 2
+        before_sgd = spent["epsilon"] + marginals_epsilon
+        sgd_epsilon, sgd_delta = budget.epsilon - before_sgd, budget.delta - spent["delta"]
+        tokens = torch.from_numpy(self.encoder_.transform(data))
+        model = self._new_model(dropout=0.0)
+        model.start_at_marginals(tokens, noise=(marginals_epsilon, rng))
+        model.to(device).ready_for_opacus()
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+        )
+        shuffle = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
+        loader = DataLoader(
+            TensorDataset(tokens), batch_size=min(params.batch_size, len(tokens)), generator=shuffle
+        )
+        engine = PrivacyEngine(accountant="rdp")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Opacus warns about its secure-RNG option
+            private, optimizer, loader = engine.make_private_with_epsilon(
+                module=model,
+                optimizer=optimizer,
+                data_loader=loader,  # replaced by Poisson sampling
+                target_epsilon=sgd_epsilon,
+                target_delta=sgd_delta,
+                epochs=params.epochs,
+                max_grad_norm=budget.max_grad_norm,
+                grad_sample_mode="functorch",
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Opacus' backward-hook notices
+            for _ in tqdm(range(params.epochs), desc=f"training {self.name} (DP)", unit="epoch"):
+                private.train()
+                for (batch,) in loader:
+                    if len(batch) == 0:  # Poisson sampling can draw an empty batch
+                        continue
+                    loss = self._loss(batch.to(device), private)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                # The raw loss is a statistic of the rows outside the accounting: only
+                # epsilon is recorded.
+                epsilon = before_sgd + engine.get_epsilon(sgd_delta)
+                self.losses_.append({"epsilon": float(epsilon)})
+        self.epsilon_spent_ = before_sgd + float(engine.get_epsilon(sgd_delta))
+        self.dp_details_ = {
+            "unit": "row",
+            "sampling": f"Poisson, each row in a batch with probability "
+            f"{loader.sample_rate:.6g} (expected batch {loader.sample_rate * len(tokens):.0f})",
+            "epsilon_encoder": spent["epsilon"],
+            "epsilon_marginals": marginals_epsilon,
+            "epsilon_sgd": self.epsilon_spent_ - before_sgd,
+            "delta_encoder": spent["delta"],
+            "delta_sgd": sgd_delta,
+            "composition": "simple: epsilon_encoder + epsilon_marginals + epsilon_sgd, "
+            "delta_encoder + delta_sgd",
+            "columns": spent["columns"],
+        }
+        # A clean module (no Opacus hooks or per-sample gradients) with the trained weights.
+        self.model_ = self._new_model()
+        self.model_.load_state_dict({k: v.detach() for k, v in model.state_dict().items()})
+        self.model_.to(device).eval()
+
     def _fit_stream(
         self, source: ParquetSource, sample_rows: int, chunk_rows: int, sample_seed: int
     ) -> None:
@@ -271,6 +391,7 @@ class AutoregressiveGenerator(Generator):
           buffer mixes from several row groups, not over the whole table.
         """
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
+        self.dp_details_ = None  # never under DP (Opacus' Poisson sampling needs the table)
         device = torch.device(resolve_device(self.device))
         stream_seed = int(np.random.randint(2**31))
         rows = source.sample_row_numbers(sample_rows, sample_seed)
@@ -372,9 +493,10 @@ class AutoregressiveGenerator(Generator):
             self.model_.load_state_dict(best_state)
         self.model_.eval()
 
-    def _loss(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of whole rows in nats, averaged over the rows."""
-        logits = self.model_(tokens)
+    def _loss(self, tokens: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+        """Negative log-likelihood of whole rows in nats, averaged over the rows (Opacus
+        expects a mean); `model` defaults to the fitted one."""
+        logits = (model or self.model_)(tokens)
         nll = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1), reduction="sum"
         )
@@ -389,13 +511,13 @@ class AutoregressiveGenerator(Generator):
         )
         return total / len(tokens)
 
-    def _new_model(self) -> _ColumnHeads:
+    def _new_model(self, dropout: float | None = None) -> _ColumnHeads:
         params: AutoregressiveParams = self.params  # type: ignore[assignment]
         return _ColumnHeads(
             self.encoder_.vocab_sizes,
             params.width,
             params.layers,
-            params.dropout,
+            params.dropout if dropout is None else dropout,
         )
 
     def _sample(self, n: int) -> pd.DataFrame:
@@ -433,11 +555,18 @@ class AutoregressiveGenerator(Generator):
 
     def _save(self, path: Path) -> None:
         torch.save(self.model_.state_dict(), path / WEIGHTS_FILE)
-        (path / STATE_FILE).write_text(json.dumps({"encoder": self.encoder_.state()}))
+        state = {"encoder": self.encoder_.state()}
+        if getattr(self, "dp_details_", None) is not None:  # only under DP: files unchanged
+            state["dp"] = {"epsilon_spent": self.epsilon_spent_, **self.dp_details_}
+        (path / STATE_FILE).write_text(json.dumps(state))
 
     def _load(self, path: Path) -> None:
         state = json.loads((path / STATE_FILE).read_text())
         self.encoder_ = TokenEncoder.from_state(state["encoder"])
+        if "dp" in state:
+            details = dict(state["dp"])
+            self.epsilon_spent_ = details.pop("epsilon_spent")
+            self.dp_details_ = details
         self.model_ = self._new_model()
         # weights_only: never unpickle code from a model file; map to CPU so a GPU-trained
         # model loads anywhere, then move to the GPU when one is asked for and present.

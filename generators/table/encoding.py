@@ -25,6 +25,7 @@ from scipy.special import ndtr, ndtri
 
 from generators.data.schema import Schema
 from generators.data.values import MISSING, as_float, as_labels
+from generators.errors import ConfigError
 
 _CLIP = 1e-6  # keep normal quantiles finite at the ends of the empirical CDF
 
@@ -201,6 +202,9 @@ class TokenEncoder:
       the quantiles are taken, and draws skip the point masses so they keep exactly their
       learned share. `bin_quantiles=1` draws uniformly within an interval (as models
       saved before within-bin quantiles do).
+
+    Under differential privacy, `fit_private_token_encoder` fits the same columns from DP
+    mechanisms or a public domain instead of `fit`.
 
     Vectorised with NumPy: encoding Adult (26k rows) takes tens of milliseconds.
     """
@@ -569,3 +573,247 @@ def _token_table(entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         highs.append(np.zeros(1))
         counts.append(np.zeros(1))
     return tuple(np.concatenate(parts) for parts in (kinds, lows, highs, counts))
+
+
+# -- the token encoder's statistics under differential privacy ----------------------------
+# Under privacy.dp the value sets, bins and ranges a TokenEncoder learns are statistics of
+# the private rows too (NIST SP 800-226's "privacy hazards"); `fit_private` derives them
+# with DP mechanisms, or takes them from a user-given public domain.
+# A column's range, when estimated: the outermost of these fixed buckets whose noisy count
+# passes a threshold. Boundaries 0 and +-10^(k/4) from 1e-6 to 1e19 (datetimes are
+# nanoseconds, ~1.6e18): coarse (78% apart), so that each bucket holds many rows and passes
+# at small budgets; the noisy histogram below gives the fine structure inside the range.
+_DP_RANGE_BOUNDARIES = np.concatenate(
+    [-(10.0 ** (np.arange(76, -25, -1) / 4)), [0.0], 10.0 ** (np.arange(-24, 77) / 4)]
+)
+_DP_RANGE_FALSE_BUCKETS = 0.001  # expected empty buckets that pass the threshold, per column
+# Equal-width cells of the noisy histogram the bins come from: few, so that the noise (one
+# Laplace draw per cell) stays small beside the rows.
+_DP_HISTOGRAM_CELLS = 100
+_DATETIME_STEP_NS = 10**9  # under DP a datetime is kept to whole seconds (no data-derived unit)
+
+
+def dp_range(values: np.ndarray, epsilon: float, rng) -> tuple[float, float]:
+    """An epsilon-DP [low, high] holding the bulk of `values`: a Laplace-noised count per
+    fixed bucket (`_DP_RANGE_BOUNDARIES`; each row in one bucket: sensitivity 1), and the
+    outer boundaries of the lowest and highest buckets whose noisy count exceeds
+    ln(buckets / (2 x _DP_RANGE_FALSE_BUCKETS)) / epsilon (so an empty bucket passes with
+    probability _DP_RANGE_FALSE_BUCKETS / buckets, and a lone extreme row rarely does); the
+    largest noisy bucket when none passes."""
+    boundaries = _DP_RANGE_BOUNDARIES
+    n_buckets = len(boundaries) - 1
+    bucket = (np.searchsorted(boundaries, values, side="right") - 1).clip(0, n_buckets - 1)
+    noisy = np.bincount(bucket, minlength=n_buckets) + rng.laplace(
+        scale=1 / epsilon, size=n_buckets
+    )
+    passing = np.flatnonzero(noisy > np.log(n_buckets / (2 * _DP_RANGE_FALSE_BUCKETS)) / epsilon)
+    if not len(passing):
+        passing = np.array([np.argmax(noisy)])
+    return float(boundaries[passing[0]]), float(boundaries[passing[-1] + 1])
+
+
+def dp_categories(labels: pd.Series, epsilon: float, delta: float, rng) -> list[str]:
+    """The categories whose Laplace-noised count exceeds 1 + ln(1 / (2 delta)) / epsilon
+    ((epsilon, delta)-DP for the released set: a category held by one row is kept with
+    probability delta), plus the missing label (always a token: it costs nothing)."""
+    counts = labels[labels != MISSING].value_counts()
+    noisy = counts.to_numpy(float) + rng.laplace(scale=1 / epsilon, size=len(counts))
+    threshold = 1 + np.log(1 / (2 * delta)) / epsilon
+    kept = counts.index[noisy > threshold].tolist()
+    return sorted([MISSING, *kept])
+
+
+def fit_private_token_encoder(
+    encoder: TokenEncoder,
+    data: pd.DataFrame,
+    schema: Schema,
+    epsilon: float,
+    delta: float,
+    public_domain: dict,
+    rng: np.random.Generator,
+) -> dict:
+    """Fit `encoder`'s vocabularies under DP, spending at most (epsilon, delta) in all
+    (simple composition: an equal share per column that learns anything from the rows).
+
+    - boolean: {False, True, missing}, public. categorical: `public_domain[name]
+      .categories` (public) or `dp_categories`; a value outside the released set encodes
+      as missing.
+    - numeric, datetime: the range is `public_domain[name].bounds` (public) or `dp_range`
+      (half of the column's share); the bins come from
+      a Laplace-noised histogram over the range (the rest of the share): point masses
+      among its single-value cells (every integer when the range holds at most
+      `_DP_HISTOGRAM_CELLS` of them, else the range's ends and 0), quantile intervals
+      from its cumulative counts. Values outside the range are clipped to it. No
+      within-bin quantiles (values are drawn uniformly inside a bin), no differences,
+      always a missing token; integers keep step 1, floats no grid, datetimes whole
+      seconds.
+
+    Returns {"epsilon", "delta" (spent), "columns": {name: how each statistic was
+    derived}}. The encoder's `columns` have the same shape as `fit`'s, so transform and
+    inverse are unchanged.
+    """
+    where = "privacy.dp.public_domain"
+    learned = [c for c in schema.columns if c.name in data.columns and c.kind not in ("id", "text")]
+    kinds = {c.name: c.kind for c in learned}
+    for name, domain in public_domain.items():
+        if name not in kinds:
+            raise ConfigError(
+                f"{where}.{name}: not a column the model learns; columns: {', '.join(kinds)}"
+            )
+        numeric = kinds[name] in ("numeric", "datetime")
+        if numeric and domain.categories is not None or not numeric and domain.bounds is not None:
+            key = "categories" if numeric else "bounds"
+            raise ConfigError(
+                f"{where}.{name}.{key}: column '{name}' is {kinds[name]}; give "
+                + ("bounds: [low, high]" if numeric else "categories: [...]")
+            )
+
+    def spends(column) -> bool:
+        domain = public_domain.get(column.name)
+        if column.kind == "boolean":
+            return False
+        if column.kind == "categorical":
+            return domain is None or domain.categories is None
+        return True  # numeric bins always come from the (noised) rows
+
+    spending = [c for c in learned if spends(c)]
+    categorical_spending = [c for c in spending if c.kind == "categorical"]
+    epsilon_column = epsilon / len(spending) if spending else 0.0
+    delta_column = delta / len(categorical_spending) if categorical_spending else 0.0
+    encoder.columns, sources = [], {}
+    for column in learned:
+        domain = public_domain.get(column.name)
+        values = data[column.name]
+        if column.kind in ("numeric", "datetime"):
+            entry, sources[column.name] = _fit_numeric_private(
+                encoder, column.name, column.kind, values, domain, epsilon_column, rng
+            )
+            encoder.columns.append(entry)
+            continue
+        if column.kind == "boolean":
+            categories, sources[column.name] = [MISSING, "False", "True"], "categories: public"
+        elif domain is not None and domain.categories is not None:
+            categories = sorted({MISSING, *map(str, domain.categories)})
+            sources[column.name] = "categories: public"
+        else:
+            categories = dp_categories(as_labels(values), epsilon_column, delta_column, rng)
+            sources[column.name] = "categories: dp"
+        encoder.columns.append(
+            {
+                "name": column.name,
+                "kind": "categorical",
+                "categories": categories,
+                "boolean": column.kind == "boolean",
+            }
+        )
+    return {
+        "epsilon": epsilon_column * len(spending),
+        "delta": delta_column * len(categorical_spending),
+        "columns": sources,
+    }
+
+
+def _fit_numeric_private(
+    encoder: TokenEncoder, name: str, kind: str, values: pd.Series, domain, epsilon: float, rng
+) -> tuple[dict, str]:
+    """One numeric/datetime column's entry under epsilon-DP (see fit_private_token_encoder),
+    and a line saying where its range and bins came from."""
+    integer = pd.api.types.is_integer_dtype(values.dtype)
+    if kind == "datetime":
+        grid = {"step": _DATETIME_STEP_NS, "decimals": 0, "datetime": True}
+    else:
+        grid = {"step": 1 if integer else None, "decimals": 0, "datetime": False}
+    numbers = as_float(values)
+    present = numbers[~np.isnan(numbers)]
+    if domain is not None and domain.bounds is not None:
+        low, high = _public_bounds(domain.bounds, kind, name)
+        source, histogram_epsilon = "range: public, bins: dp", epsilon
+    else:
+        low, high = dp_range(present, epsilon / 2, rng)
+        source, histogram_epsilon = "range: dp, bins: dp", epsilon / 2
+    z_low, z_high = sorted(_to_grid(np.array([low, high], float), grid).tolist())
+    z = np.clip(_to_grid(present, grid), z_low, z_high)
+    if grid["step"] and z_high - z_low + 1 <= _DP_HISTOGRAM_CELLS:
+        candidates = np.arange(z_low, z_high + 1)  # every value its own cell
+        cells = np.empty(0)
+    else:
+        candidates = np.unique([z_low, z_high, *([0.0] if z_low < 0 < z_high else [])])
+        cells = np.linspace(z_low, z_high, _DP_HISTOGRAM_CELLS + 1)
+    candidate_counts, cell_counts = _noisy_histogram(z, candidates, cells, histogram_epsilon, rng)
+    is_exact = _point_masses(encoder, candidate_counts, candidate_counts.sum() + cell_counts.sum())
+    # Quantile intervals over what is left: the noisy CDF, single values as unit cells.
+    if len(cells):
+        left, right, counts = cells[:-1], cells[1:], cell_counts.copy()
+        inside = (np.searchsorted(cells, candidates[~is_exact], side="right") - 1).clip(
+            0, len(counts) - 1
+        )
+        np.add.at(counts, inside, candidate_counts[~is_exact])
+    else:
+        left, right = candidates - 0.5, candidates + 0.5
+        counts = np.where(is_exact, 0.0, candidate_counts)
+    n_intervals = int(
+        np.clip(encoder.n_bins - is_exact.sum(), 1, max(1, counts.sum() // encoder.min_bin_rows))
+    )
+    cumulative = np.concatenate([[0.0], np.cumsum(counts + 1e-9)])
+    points = np.concatenate([[left[0]], right])
+    edges = np.interp(np.linspace(0, 1, n_intervals + 1) * cumulative[-1], cumulative, points)
+    edges[0], edges[-1] = z_low, z_high
+    edges = np.unique(np.round(edges) if grid["step"] else edges)
+    entry = {
+        "name": name,
+        "kind": "numeric",
+        "grid": grid,
+        "exact": candidates[is_exact].tolist(),
+        "edges": edges.tolist(),
+        "has_missing": True,
+    }
+    entry["within"] = [[] for _ in range(max(len(edges) - 1, 1 if len(edges) else 0))]
+    return entry, source
+
+
+def _noisy_histogram(
+    z: np.ndarray, candidates: np.ndarray, cells: np.ndarray, epsilon: float, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """Laplace-noised counts (clipped at 0) of the rows at each single-value candidate and,
+    for the others, in each cell between consecutive `cells` edges: each row is in exactly
+    one count, so the histogram is epsilon-DP."""
+    is_candidate = np.isin(z, candidates)
+    candidate_counts = np.bincount(
+        np.searchsorted(candidates, z[is_candidate]), minlength=len(candidates)
+    ).astype(float)
+    cell_counts = np.zeros(max(len(cells) - 1, 0))
+    if len(cells):
+        cell_of = (np.searchsorted(cells, z[~is_candidate], side="right") - 1).clip(
+            0, len(cell_counts) - 1
+        )
+        cell_counts = np.bincount(cell_of, minlength=len(cell_counts)).astype(float)
+    noisy = [
+        np.maximum(counts + rng.laplace(scale=1 / epsilon, size=len(counts)), 0)
+        for counts in (candidate_counts, cell_counts)
+    ]
+    return noisy[0], noisy[1]
+
+
+def _point_masses(encoder: TokenEncoder, counts: np.ndarray, total: float) -> np.ndarray:
+    """Which candidates are point masses, by `_fit_numeric`'s rule on noisy counts."""
+    is_exact = np.zeros(len(counts), dtype=bool)
+    while (budget := encoder.n_bins - is_exact.sum()) > 0:
+        rows_per_bin = max(encoder.min_bin_rows, (total - counts[is_exact].sum()) / budget)
+        new = ~is_exact & (counts >= rows_per_bin)
+        if not new.any():
+            break
+        is_exact |= new
+    return is_exact
+
+
+def _public_bounds(bounds, kind: str, name: str) -> tuple[float, float]:
+    """A public domain's [low, high] as numbers (datetimes as nanoseconds)."""
+    if (kind == "datetime") != isinstance(bounds[0], str):
+        raise ConfigError(
+            f"privacy.dp.public_domain.{name}.bounds: column '{name}' is {kind}; give "
+            + ("dates, e.g. ['2020-01-01', '2024-12-31']" if kind == "datetime" else "numbers")
+        )
+    if kind == "datetime":
+        low, high = pd.to_datetime(list(bounds)).as_unit("ns").asi8
+        return float(low), float(high)
+    return float(bounds[0]), float(bounds[1])
