@@ -14,6 +14,16 @@ from validation.distance import DistanceEncoder, nearest_neighbors
 PLANT_JITTER = 0.005
 
 
+def disjoint_split(
+    frame: pd.DataFrame, seed: int, train_rows: int, holdout_rows: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, holdout, fresh): disjoint seeded slices of `frame`; fresh is as large as train."""
+    rows = np.random.default_rng(seed).permutation(len(frame))
+    cuts = np.cumsum([train_rows, holdout_rows, train_rows])
+    parts = np.split(rows[: cuts[-1]], cuts[:-1])
+    return tuple(frame.iloc[part].reset_index(drop=True) for part in parts)
+
+
 def flip_cells(train: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
     """Every training row with about `share` of its cells replaced by another row's value."""
     rng = np.random.default_rng(seed)

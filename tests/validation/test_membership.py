@@ -10,6 +10,7 @@ import pytest
 
 from generators.data.schema import infer_schema, normalize_dtypes
 from tests.conftest import read_adult
+from tests.validation.leaks import disjoint_split
 from validation.membership import (
     FPR_LEVELS,
     auc_p_value,
@@ -30,11 +31,7 @@ def adult():
 
 
 def _split(frame: pd.DataFrame, seed: int):
-    rows = np.random.default_rng(seed).permutation(len(frame))
-    train = frame.iloc[rows[:TRAIN]].reset_index(drop=True)
-    holdout = frame.iloc[rows[TRAIN : TRAIN + HOLDOUT]].reset_index(drop=True)
-    fresh = frame.iloc[rows[TRAIN + HOLDOUT : 2 * TRAIN + HOLDOUT]].reset_index(drop=True)
-    return train, holdout, fresh
+    return disjoint_split(frame, seed, TRAIN, HOLDOUT)
 
 
 def _flip10(train: pd.DataFrame, seed: int) -> pd.DataFrame:

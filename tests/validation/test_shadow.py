@@ -13,7 +13,7 @@ from generators.data.schema import infer_schema, normalize_dtypes
 from generators.errors import DataError
 from generators.registry import make_generator
 from tests.conftest import read_adult
-from tests.validation.leaks import flip10, flip_cells, plant_outliers
+from tests.validation.leaks import disjoint_split, flip10, flip_cells, plant_outliers
 from validation.membership import roc_auc
 from validation.privacy import (
     PrivacyPolicy,
@@ -45,12 +45,7 @@ def adult():
 
 
 def _split(frame: pd.DataFrame, seed: int):
-    """(train, holdout, fresh): disjoint seeded slices; fresh is as large as train."""
-    rows = np.random.default_rng(seed).permutation(len(frame))
-    train = frame.iloc[rows[:TRAIN]].reset_index(drop=True)
-    holdout = frame.iloc[rows[TRAIN : TRAIN + HOLDOUT]].reset_index(drop=True)
-    fresh = frame.iloc[rows[TRAIN + HOLDOUT : 2 * TRAIN + HOLDOUT]].reset_index(drop=True)
-    return train, holdout, fresh
+    return disjoint_split(frame, seed, TRAIN, HOLDOUT)
 
 
 def _real_sample_shadows():
