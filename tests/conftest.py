@@ -48,6 +48,18 @@ def read_adult(rows: int) -> pd.DataFrame:
     )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (results that must not depend on the thread
+    count), restored after; use with pytestmark = pytest.mark.usefixtures(...)."""
+    import torch  # here, not at the top: most tests never need torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout; tests that need it skip where it is absent."""

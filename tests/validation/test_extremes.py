@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy.stats import binom
 
 from flows.modalities import MODALITIES
@@ -31,12 +30,7 @@ TINY = {"autoregressive": {"epochs": 10}, "gmm": {}}
 SEEDS = [0, 1, 2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
